@@ -1,0 +1,31 @@
+"""tfvae: a Keras/TensorFlow model zoo of autoencoders, trained with model.fit and served as SavedModels."""
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+VERSION = re.search(r'__version__ = "([^"]+)"', (Path(__file__).parent / "tfvae" / "__init__.py").read_text()).group(1)
+
+setup(
+    name="tfvae",
+    version=VERSION,
+    description="Autoencoders and VAEs in Keras/TensorFlow Probability, exported for TensorFlow Serving.",
+    long_description=(Path(__file__).parent / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["tfvae", "tfvae.*"]),
+    python_requires=">=3.11",
+    # The stack is pinned to the versions that work together: TFP 0.25 layers need Keras 2 (tf-keras)
+    # of the same minor version as TensorFlow; TFDS needs importlib_resources but does not declare it.
+    install_requires=[
+        "tensorflow==2.21.*",
+        "tf-keras==2.21.*",
+        "tensorflow-probability==0.25.*",
+        "tensorflow-datasets==4.9.*",
+        "importlib_resources",
+        "scikit-learn",
+        "matplotlib",
+        "numpy",
+    ],
+    extras_require={"test": ["pytest", "hypothesis"]},
+    entry_points={"console_scripts": ["tfvae=tfvae.cli:main"]},
+)
