@@ -11,6 +11,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from tfvae import validation
+
 # tensorflow_datasets is imported lazily inside functions: it is slow to import
 # and "digits" must keep working even when TFDS is broken or absent.
 
@@ -76,9 +78,8 @@ def load(name="digits", split="train", batch_size=128, binarize=None, *, shuffle
         ValueError: bad name, split, batch_size or binarize.
         DataNotFoundError: the dataset is missing and cannot be downloaded.
     """
-    if batch_size is not None and batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1 or None, got {batch_size!r}")
-    if binarize not in _BINARIZE:
+    _check_arguments(name, split, batch_size, shuffle, seed, data_dir, with_labels, download, take)
+    if not (binarize is None or isinstance(binarize, str)) or binarize not in _BINARIZE:
         raise ValueError(f"binarize must be one of {_BINARIZE}, got {binarize!r}")
     if name == "digits":
         ds = _digits(split)
@@ -122,6 +123,25 @@ def load(name="digits", split="train", batch_size=128, binarize=None, *, shuffle
     if not with_labels:
         ds = ds.map(lambda x, y: x)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _check_arguments(name, split, batch_size, shuffle, seed, data_dir, with_labels, download,
+                     take):
+    """Wrong types and values fail here, named, before any TensorFlow or TFDS work."""
+    for argument, value in (("name", name), ("split", split)):
+        if not isinstance(value, str) or not value:
+            raise validation.WrongTypeError(f"{argument}={value!r} must be a non-empty string")
+    if batch_size is not None:
+        validation.check_int("batch_size", batch_size, minimum=1)
+    if take is not None:
+        validation.check_int("take", take, minimum=1)
+    validation.check_int("seed", seed, minimum=0)
+    for argument, value in (("shuffle", shuffle), ("with_labels", with_labels),
+                            ("download", download)):
+        if value is not None and not isinstance(value, (bool, np.bool_)):
+            raise validation.WrongTypeError(f"{argument}={value!r} must be True or False")
+    if data_dir is not None:
+        validation.check_path("data_dir", data_dir)
 
 
 def _bernoulli(x, seed):

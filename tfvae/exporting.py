@@ -8,16 +8,24 @@ Signatures:
 - `encode(x)`      -> `mean`, `stddev`, `z` (one posterior sample); families may add more;
 - `decode(z)`      -> `x`, the likelihood's mean;
 - `sample(seed)`   -> `z`, `x`: one sample per int64 seed, the same for the same seed;
-- `reconstruct(x)` -> `x`; also `serving_default`.
+- `reconstruct(x)` -> `x`; also `serving_default`;
+- `score(x)`       -> the model's per-example terms (`loss`, and for VAEs `elbo`,
+  `reconstruction`, `kl`, ...), for evaluation and anomaly scoring without tfvae.
+
+Each version also carries `assets.extra/tf_serving_warmup_requests` (see `tfvae.serving`).
 """
 import json
 import os
 import shutil
+import socket
 import tempfile
 import time
 from pathlib import Path
 
 import tensorflow as tf
+
+from tfvae import validation
+from tfvae.validation import WrongTypeError
 
 CARD_FILENAME = "tfvae_card.json"
 _TEMPORARY_PREFIX = ".tmp-"
@@ -35,16 +43,18 @@ class ExportModule(tf.Module):
         z_spec = tf.TensorSpec([None, *model.latent_shape], tf.float32, name="z")
         seed_spec = tf.TensorSpec([None], tf.int64, name="seed")
 
-        self.encode = tf.function(model.encode_outputs, input_signature=[x_spec])
-        self.decode = tf.function(model.decode_outputs, input_signature=[z_spec])
-        self.sample = tf.function(model.sample_outputs, input_signature=[seed_spec])
-        self.reconstruct = tf.function(model.reconstruct_outputs, input_signature=[x_spec])
+        self.encode = _serving_function(model.encode_outputs, x_spec)
+        self.decode = _serving_function(model.decode_outputs, z_spec)
+        self.sample = _serving_function(model.sample_outputs, seed_spec)
+        self.reconstruct = _serving_function(model.reconstruct_outputs, x_spec)
+        self.score = _serving_function(model.score_outputs, x_spec)
         if card_path is not None:
             self.card = tf.saved_model.Asset(str(card_path))
 
     def signatures(self):
         return {"serving_default": self.reconstruct, "encode": self.encode,
-                "decode": self.decode, "sample": self.sample, "reconstruct": self.reconstruct}
+                "decode": self.decode, "sample": self.sample, "reconstruct": self.reconstruct,
+                "score": self.score}
 
 
 def versions(model_dir):
@@ -73,10 +83,14 @@ def model_card(model, data=None, metrics=None, extra=None):
             "decode": "z [batch, *latent_shape] float32 -> x [batch, *input_shape] (likelihood mean)",
             "sample": "seed [batch] int64 -> z, x (one sample per seed, deterministic)",
             "reconstruct": "x [batch, *input_shape] float32 -> x (reconstruction); serving_default",
+            "score": "x [batch, *input_shape] float32 -> per-example loss terms in nats "
+                     "(one posterior sample for VAEs)",
         },
         "input_shape": list(model.input_shape),
         "latent_shape": list(model.latent_shape),
     }
+    # A family can describe itself, e.g. how its `sample` draws codes.
+    card.update(_jsonable(getattr(model, "card_info", dict)()))
     card.update(extra or {})
     return card
 
@@ -97,20 +111,36 @@ def export(model, model_dir, *, data=None, metrics=None, card=None, version=None
         card: extra card entries.
         version: an explicit version number; it must not exist yet.
     """
+    _check_arguments(model, model_dir, version, card)
     model_dir = Path(model_dir)
-    if version is not None and (int(version) < 1 or (model_dir / str(int(version))).exists()):
-        raise FileExistsError(f"version {version} of {model_dir} exists or is not a positive integer")
+    if version is not None and (model_dir / str(int(version))).exists():
+        raise FileExistsError(f"version {version} of {model_dir} exists")
+    if model_dir.exists() and not model_dir.is_dir():
+        raise FileExistsError(f"model_dir {model_dir} is a file, not a folder")
     _check_finite(model)
+    try:  # before anything is written: a value JSON cannot hold fails here
+        card_text = json.dumps(model_card(model, data, metrics, card), indent=2)
+    except (TypeError, ValueError) as error:
+        raise WrongTypeError(f"export(): data, metrics and card must be JSON-serializable "
+                             f"(numbers, strings, lists, dicts): {error}") from None
     model_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=_TEMPORARY_PREFIX, dir=model_dir))
+    _remove_abandoned_staging(model_dir)
+    # Host and pid in the name let a later export remove this folder if the process is killed.
+    staging = Path(tempfile.mkdtemp(
+        prefix=f"{_TEMPORARY_PREFIX}{socket.gethostname()}-{os.getpid()}-", dir=model_dir))
     try:
         # The card is copied into the SavedModel's assets/ under its own file name.
         (staging / "card").mkdir()
         card_file = staging / "card" / CARD_FILENAME
-        card_file.write_text(json.dumps(model_card(model, data, metrics, card), indent=2))
+        card_file.write_text(card_text)
         module = ExportModule(model, card_path=card_file)
         saved = staging / "saved_model"
         tf.saved_model.save(module, str(saved), signatures=module.signatures())
+        # TF Serving replays these requests when it loads the version, so the first client
+        # request does not pay for graph initialisation. (Lazy import: tfvae.serving imports us.)
+        from tfvae.serving import write_warmup_requests
+        write_warmup_requests(saved, model_name=model_dir.name)
+        _sync(saved)  # on disk before it is named: a power cut cannot leave a partial version
         # Claim the next free version with an atomic rename; retry if a concurrent export won.
         while True:
             number = int(version) if version is not None else (max(versions(model_dir), default=0) + 1)
@@ -123,7 +153,77 @@ def export(model, model_dir, *, data=None, metrics=None, card=None, version=None
                     raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    _sync(model_dir, files=False)
     return target
+
+
+def _check_arguments(model, model_dir, version, card):
+    needed = ("encode_outputs", "decode_outputs", "sample_outputs", "reconstruct_outputs",
+              "score_outputs", "input_shape", "latent_shape", "variables", "get_config")
+    if not all(hasattr(model, name) for name in needed):
+        raise WrongTypeError(f"export() takes a tfvae model (e.g. tfvae.models.get('vae', ...)), "
+                             f"not {type(model).__name__}")
+    validation.check_path("model_dir", model_dir)
+    validation.check_version(version)
+    if card is not None and not isinstance(card, dict):
+        raise WrongTypeError(f"card must be a dict or None, not {type(card).__name__}")
+
+
+def _remove_abandoned_staging(model_dir):
+    """Remove the staging folders of exports on this machine whose process is gone (killed
+    before its `finally` ran). Folders of running exports, or of other machines, stay."""
+    prefix = f"{_TEMPORARY_PREFIX}{socket.gethostname()}-"
+    for path in model_dir.glob(prefix + "*"):
+        pid = path.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and not _process_exists(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _process_exists(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _sync(path, files=True):
+    """fsync the files under `path` (when `files`) and the folders, so that what a rename
+    publishes is complete on disk."""
+    path = Path(path)
+    folders = [path]
+    if files:
+        for item in path.rglob("*"):
+            if item.is_dir():
+                folders.append(item)
+            else:
+                with open(item, "rb") as handle:
+                    os.fsync(handle.fileno())
+    for folder in folders:
+        try:
+            handle = os.open(folder, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.fsync(handle)
+        except OSError:  # some filesystems refuse to sync folders
+            pass
+        finally:
+            os.close(handle)
+
+
+def _serving_function(function, spec):
+    """A tf.function of `function` with a fixed input signature that checks its input's shape
+    inside the graph. TF Serving's C++ session feeds tensors without checking them against the
+    signature, and these graphs would silently accept some wrong shapes (a [2, 8, 8] or [2, 64]
+    batch of 8x8x1 images is flattened; a [2, 8, 8, 2] batch gives 4 rows); with the check such a
+    request gets INVALID_ARGUMENT naming both shapes."""
+    def checked(value):
+        return function(tf.ensure_shape(value, spec.shape))
+    checked.__name__ = function.__name__  # names the graph function in error messages
+    return tf.function(checked, input_signature=[spec])
 
 
 def _check_finite(model):

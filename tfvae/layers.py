@@ -13,6 +13,8 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras
 
+from tfvae import validation
+
 tfd = tfp.distributions
 tfpl = tfp.layers
 
@@ -57,6 +59,11 @@ class DistributionHead(tfpl.DistributionLambda):
         config = tf_keras.layers.Layer.get_config(self)
         config.update(event_shape=self.event_shape, convert_to_tensor_fn=self._convert_name)
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        # Lambda.from_config would look for a serialized function; the config is plain values.
+        return cls(**config)
 
 
 @tf_keras.saving.register_keras_serializable(package="tfvae")
@@ -230,6 +237,8 @@ def likelihood_head(kind, event_shape, scale=None, **kwargs):
     if kind not in LIKELIHOODS:
         raise ValueError(f"likelihood={kind!r} is not one of {sorted(LIKELIHOODS)}")
     if kind == "gaussian":
+        if scale is not None:
+            validation.check_number("likelihood_scale", scale, positive=True)
         return GaussianLikelihood(event_shape, scale=scale, **kwargs)
     if scale is not None:
         raise ValueError(f"likelihood_scale applies to the gaussian likelihood only, not {kind!r}")
@@ -241,3 +250,39 @@ def standard_normal(shape):
     zeros = tf.zeros(shape, tf.float32)
     return tfd.Independent(tfd.Normal(zeros, 1.0), reinterpreted_batch_ndims=len(shape))
 
+
+
+@tf_keras.saving.register_keras_serializable(package="tfvae")
+class PrecisionWeightedGaussian(DistributionHead):
+    """The Ladder VAE's posterior (Sønderby et al. 2016): the diagonal Gaussian combining a
+    bottom-up estimate N(mu_hat, sigma_hat^2) with the top-down prior N(mu_p, sigma_p^2) by
+    precision weighting,
+        sigma_q^2 = 1 / (sigma_hat^-2 + sigma_p^-2),
+        mu_q = (mu_hat sigma_hat^-2 + mu_p sigma_p^-2) sigma_q^2.
+
+    Its params are the two heads' params side by side, [mu_hat, raw_hat, mu_p, raw_p], each
+    scale being softplus(raw) + min_scale as in `GaussianPosterior`, so the prior's params can
+    be passed as they are. Converts to a reparameterized sample.
+    """
+
+    params_per_element = 4
+
+    def __init__(self, event_shape, min_scale=1e-4, convert_to_tensor_fn="sample", **kwargs):
+        self.min_scale = float(min_scale)
+        super().__init__(event_shape, convert_to_tensor_fn, **kwargs)
+
+    @staticmethod
+    def combine(mu_hat, sigma_hat, mu_p, sigma_p):
+        """(mu_q, sigma_q) from the two Gaussians' parameters."""
+        precision_hat, precision_p = sigma_hat ** -2, sigma_p ** -2
+        variance = 1.0 / (precision_hat + precision_p)
+        return (mu_hat * precision_hat + mu_p * precision_p) * variance, tf.sqrt(variance)
+
+    def _make(self, params):
+        mu_hat, raw_hat, mu_p, raw_p = self._split_params(params)
+        loc, scale = self.combine(mu_hat, tf.math.softplus(raw_hat) + self.min_scale,
+                                  mu_p, tf.math.softplus(raw_p) + self.min_scale)
+        return self._independent(tfd.Normal(loc, scale))
+
+    def get_config(self):
+        return {**super().get_config(), "min_scale": self.min_scale}

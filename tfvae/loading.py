@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from tfvae import validation
 from tfvae.exporting import CARD_FILENAME, versions
 
 #: where `load("vae_mnist")` looks for a shipped model: the repository's saved_models/ folder.
@@ -56,7 +57,12 @@ def resolve(path_or_name, version=None):
 
 
 def load(path_or_name, version=None):
-    """Load an export (the latest version unless `version` is given) as a `LoadedModel`."""
+    """Load an export (the latest version unless `version` is given) as a `LoadedModel`.
+
+    The version is loaded as it is: a damaged latest version raises InvalidExportError, naming
+    it, rather than quietly loading an older one."""
+    validation.check_path("path_or_name", path_or_name)
+    validation.check_version(version)
     return LoadedModel(resolve(path_or_name, version))
 
 
@@ -75,7 +81,10 @@ class LoadedModel:
                                      f"{type(error).__name__}: {str(error).splitlines()[0][:300]}") from None
         self.signatures = dict(self._saved.signatures)
         card_file = self.path / "assets" / CARD_FILENAME
-        self.card = json.loads(card_file.read_text()) if card_file.exists() else None
+        try:
+            self.card = json.loads(card_file.read_text()) if card_file.exists() else None
+        except (ValueError, UnicodeDecodeError) as error:
+            raise InvalidExportError(f"the model card {card_file} is damaged: {error}") from None
 
     def __repr__(self):
         name = self.card["model"] if self.card else "model"
@@ -94,8 +103,8 @@ class LoadedModel:
 
     def sample(self, seeds):
         """One sample per integer seed (an int gives that many seeds 0..n-1)."""
-        if np.ndim(seeds) == 0:
-            seeds = np.arange(int(seeds))
+        if np.ndim(seeds) == 0 and not isinstance(seeds, (str, bytes)):
+            seeds = np.arange(validation.check_int("sample() count", seeds, minimum=1))
         return self.run("sample", seeds)
 
     def reconstruct(self, x):
@@ -115,9 +124,12 @@ class LoadedModel:
 
 def _checked(value, spec, signature):
     """`value` as a tensor matching `spec`, or a clear TypeError/ValueError."""
-    array = value.numpy() if isinstance(value, tf.Tensor) else np.asarray(value)
     expected = "[batch, " + ", ".join(str(d) for d in spec.shape[1:]) + "]"
     what = f"{signature}() takes {spec.name} of shape {expected} and dtype {spec.dtype.name}"
+    try:
+        array = value.numpy() if isinstance(value, tf.Tensor) else np.asarray(value)
+    except (ValueError, TypeError) as error:  # ragged nested lists, odd objects
+        raise ValueError(f"{what}; got something that is not an array: {error}") from None
     if spec.dtype.is_floating:
         if array.dtype.kind not in "fiu" or array.dtype == np.bool_:
             raise TypeError(f"{what}; got dtype {array.dtype}")
@@ -130,4 +142,9 @@ def _checked(value, spec, signature):
         raise ValueError(f"{what}; got shape {list(array.shape)}{hint}")
     if spec.dtype.is_floating and not np.all(np.isfinite(array)):
         raise ValueError(f"{what}; got non-finite values (NaN or inf)")
+    if spec.dtype.is_floating and array.size and np.abs(array).max() > spec.dtype.max:
+        raise ValueError(f"{what}; got values too large for {spec.dtype.name}")
+    if spec.dtype.is_integer and array.size and (array.max() > spec.dtype.max
+                                                 or array.min() < spec.dtype.min):
+        raise ValueError(f"{what}; got values outside the {spec.dtype.name} range")
     return tf.convert_to_tensor(array, dtype=spec.dtype)

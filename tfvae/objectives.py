@@ -47,3 +47,16 @@ def importance_sampled_log_likelihood(log_weights_fn, x, num_samples=5000, chunk
 def bits_per_dim(log_likelihood, num_dims):
     """-log p(x) in bits per dimension."""
     return -log_likelihood / (num_dims * math.log(2.0))
+
+
+def free_bits_kl(kl, floor):
+    """A KL term [batch] with Kingma et al.'s (2016) free-bits floor, per example.
+
+    The objective's term is max(floor, mean_batch KL): written per example as
+    KL_i + max(0, floor - mean KL), whose batch mean is exactly that, and whose gradient is
+    zero while the batch-averaged KL is under the floor, so the encoder is free to spend
+    `floor` nats on the layer.
+    """
+    if not floor:
+        return kl
+    return kl + tf.nn.relu(floor - tf.reduce_mean(kl))

@@ -16,6 +16,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from tfvae import validation
+
 
 def inputs_of(data):
     """`fit` passes x, (x,), (x, y) or (x, y, w): autoencoders only need x."""
@@ -25,20 +27,18 @@ def inputs_of(data):
 
 
 def check_shape_arg(name, value):
-    """A tuple of positive ints, or ValueError naming the argument."""
-    try:
-        shape = tuple(int(d) for d in value)
-    except TypeError:
-        raise ValueError(f"{name}={value!r} must be a tuple of positive integers") from None
+    """A non-empty tuple of positive ints, or an error naming the argument."""
+    if not validation.is_sequence(value) or not all(validation.is_int(d) for d in value):
+        raise validation.WrongTypeError(f"{name}={value!r} must be a tuple of positive integers")
+    shape = tuple(int(d) for d in value)
     if not shape or any(d < 1 for d in shape):
         raise ValueError(f"{name}={value!r} must be a non-empty tuple of positive integers")
     return shape
 
 
 def check_positive_int(name, value):
-    if isinstance(value, bool) or int(value) != value or int(value) < 1:
-        raise ValueError(f"{name}={value!r} must be an integer >= 1")
-    return int(value)
+    """An int >= 1 (not a float, str or bool), or an error naming the argument."""
+    return validation.check_positive_int(name, value)
 
 
 class LatentVariableModel(tf_keras.Model):
@@ -51,6 +51,12 @@ class LatentVariableModel(tf_keras.Model):
 
     #: constructor arguments that get_config returns; a subclass lists its own.
     config_keys = ()
+
+    def __new__(cls, *args, **kwargs):
+        # Arguments of the wrong type (latent_dim="8", beta=None, hidden_units=16) fail here,
+        # named, before a family's constructor trips over them (see tfvae.validation).
+        validation.check_constructor_arguments(cls, LatentVariableModel, args, kwargs)
+        return super().__new__(cls, *args, **kwargs)
 
     @property
     def input_shape(self):
@@ -88,11 +94,23 @@ class LatentVariableModel(tf_keras.Model):
         """A deterministic code for x: the posterior mean."""
         return self.encode(x, training=training).mean()
 
-    def compile(self, optimizer=None, **kwargs):
-        """`compile()` with Adam(1e-3) unless told otherwise; the model brings its own loss."""
+    def compile(self, optimizer=None, jit_compile="auto", **kwargs):
+        """`compile()` with Adam(1e-3) unless told otherwise; the model brings its own loss.
+
+        jit_compile="auto" compiles the training step with XLA where that was measured to pay
+        on CPU (bench/throughput.py): MLP networks with a Bernoulli or Gaussian likelihood, where
+        it removes the framework's overhead. XLA's CPU convolutions and the discretized
+        logistic's many element-wise branches ran 1.5-2.5x slower compiled, so those stay off.
+        """
         if optimizer is None:
             optimizer = tf_keras.optimizers.Adam(1e-3)
-        super().compile(optimizer=optimizer, **kwargs)
+        if jit_compile == "auto":
+            # Not with several replicas: XLA needs the variables on the device it runs on, which
+            # MirroredStrategy's replicas on one host's CPUs do not give it.
+            jit_compile = (getattr(self, "network", "mlp") == "mlp"
+                           and getattr(self, "likelihood", None) != "discretized_logistic"
+                           and self.distribute_strategy.num_replicas_in_sync == 1)
+        super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
 
     @property
     def metrics(self):
@@ -104,17 +122,35 @@ class LatentVariableModel(tf_keras.Model):
             tracker.update_state(terms[name])
         return {name: tracker.result() for name, tracker in self._trackers.items()}
 
+    def fit(self, x=None, *args, **kwargs):
+        """`tf_keras.Model.fit`, after checking x (shape, dtype, finite values) up front."""
+        self._check_examples(x, "fit")
+        return super().fit(x, *args, **kwargs)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        self._check_examples(x, "evaluate")
+        return super().evaluate(x, *args, **kwargs)
+
+    def _check_examples(self, x, where):
+        unit = getattr(self, "likelihood", None) in ("bernoulli", "discretized_logistic")
+        validation.check_examples(x, self.data_shape, where, unit_interval=unit)
+
     def train_step(self, data):
         x = tf.convert_to_tensor(inputs_of(data), tf.float32)
+        # The replicas' gradients are summed, so each replica divides its examples' loss by the
+        # global batch size (every replica's examples): the update is the gradient of the global
+        # batch's mean loss whatever the number of replicas and however a batch was split (a
+        # last, partial batch splits unevenly). With one replica this is the batch mean.
+        global_batch = tf.distribute.get_replica_context().all_reduce(
+            "sum", tf.cast(tf.shape(x)[0], tf.float32))
         with tf.GradientTape() as tape:
             terms = self.compute_terms(x, training=True)
-            # Under a distribution strategy the replicas' gradients are summed, so each replica
-            # divides by their number: the update then does not depend on how many there are.
-            loss = tf.reduce_mean(terms["loss"]) / self.distribute_strategy.num_replicas_in_sync
-            if self.losses:
-                loss += tf.add_n(self.losses)
-        gradients = tape.gradient(loss, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+            loss = tf.reduce_sum(terms["loss"]) / global_batch
+            if self.losses:  # added on every replica: count them once
+                loss += tf.add_n(self.losses) / self.distribute_strategy.num_replicas_in_sync
+        # minimize() scales the loss when mixed_float16 wrapped the optimizer in a
+        # LossScaleOptimizer, and clips gradients (clipnorm=...) after the replicas' sum.
+        self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
         return self._report(terms)
 
     def test_step(self, data):
@@ -140,6 +176,10 @@ class LatentVariableModel(tf_keras.Model):
 
     def reconstruct_outputs(self, x):
         return {"x": self(x)}
+
+    def score_outputs(self, x):
+        """The per-example terms of `compute_terms` in evaluation mode (e.g. the ELBO)."""
+        return self.compute_terms(x, training=False)
 
     def sample_outputs(self, seeds):
         z = self.sample_latent(seeds)

@@ -1,0 +1,149 @@
+"""Serving latency and throughput of an exported model against the in-memory model, per signature.
+
+The model is an untrained VAE 784-512-256-32 (Bernoulli likelihood): latency does not depend on
+training. It is exported with tfvae.export, then every signature is timed at batch 1 and 256
+through four paths, each call ending with its outputs as numpy arrays:
+- savedmodel:  the export loaded with tf.saved_model.load, its signature function (tfvae.load);
+- session:     the export loaded with TensorFlow's session-based loader (tag "serve") and run by
+               the signature's tensor names, the path TF Serving's SavedModelBundle takes (without
+               TF Serving's network and request parsing);
+- tf_function: the in-memory model's `*_outputs` in a tf.function with the same input signature;
+- keras_eager: the in-memory model called eagerly (`model(x)` for reconstruct, `*_outputs` else).
+Each repetition makes `--calls` rounds of one call per path, in a rotating order so the
+machine's noise hits all alike, and measures p50 and p99 latency and throughput (examples/s);
+the printed line holds the median of each over the repetitions, and per signature and batch the
+ratio of the savedmodel and session p50 to the tf_function p50 (<= 1: the export is no slower).
+
+    python bench/serving.py                       # 5 repetitions of 200 calls (batch 1), 40 (256)
+    python bench/serving.py --repeats 3 --calls 100 20
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tf_keras  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import tfvae  # noqa: E402
+
+BATCHES = (1, 256)
+PATHS = ("savedmodel", "session", "tf_function", "keras_eager")
+
+
+def inputs_for(signature, spec, batch, rng):
+    shape = [batch, *spec.shape[1:]]
+    if spec.dtype == tf.int64:
+        return np.arange(batch, dtype=np.int64)
+    if signature == "decode":
+        return rng.normal(size=shape).astype(np.float32)
+    return rng.uniform(size=shape).astype(np.float32)
+
+
+def session_runner(export_dir):
+    """{signature: (callable taking the input array, input alias)} over a TF1 session."""
+    graph = tf.Graph()
+    session = tf.compat.v1.Session(graph=graph)
+    with graph.as_default():
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(export_dir))
+    runners = {}
+    for name, signature in meta_graph.signature_def.items():
+        if name.startswith("__"):
+            continue
+        ((alias, info),) = signature.inputs.items()
+        fetches = [graph.get_tensor_by_name(o.name) for o in signature.outputs.values()]
+        runners[name] = session.make_callable(fetches, feed_list=[graph.get_tensor_by_name(info.name)])
+    return runners, session
+
+
+def paths_for(signature, model, loaded, sessions, value):
+    tensor = tf.constant(value)
+    spec = loaded.signatures[signature].structured_input_signature[1]
+    ((alias, tensor_spec),) = spec.items()
+    saved = loaded.signatures[signature]
+    method = getattr(model, f"{signature.replace('serving_default', 'reconstruct')}_outputs")
+    compiled = tf.function(method, input_signature=[tensor_spec])
+    eager = (lambda x: {"x": model(x)}) if signature == "reconstruct" else method
+    run = sessions[signature]
+    return {
+        "savedmodel": lambda: {k: v.numpy() for k, v in saved(**{alias: tensor}).items()},
+        "session": lambda: run(value),
+        "tf_function": lambda: {k: v.numpy() for k, v in compiled(tensor).items()},
+        "keras_eager": lambda: {k: v.numpy() for k, v in eager(tensor).items()},
+    }
+
+
+def timed(paths, calls, batch):
+    """One repetition: `calls` rounds of one call per path, in a rotating order, so that a burst
+    of load from elsewhere on the machine hits every path alike; per path p50 and p99 latency and
+    throughput (examples per second of the path's own time)."""
+    names = list(paths)
+    latencies = {name: [] for name in names}
+    for i in range(calls):
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            begin = time.perf_counter()
+            paths[name]()
+            latencies[name].append(time.perf_counter() - begin)
+    return {name: {"p50_ms": float(np.percentile(values, 50)) * 1000,
+                   "p99_ms": float(np.percentile(values, 99)) * 1000,
+                   "examples_per_s": batch * calls / sum(values)}
+            for name, values in latencies.items()}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--calls", type=int, nargs=2, default=(200, 40),
+                        metavar=("AT_1", "AT_256"), help="calls per repetition at batch 1 and 256")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed calls per path first")
+    args = parser.parse_args()
+    began = time.perf_counter()
+
+    tf_keras.utils.set_random_seed(0)
+    model = tfvae.models.get("vae", input_shape=(28, 28, 1), latent_dim=32, hidden_units=(512, 256))
+    with tempfile.TemporaryDirectory() as tmp:
+        export_dir = tfvae.export(model, Path(tmp) / "vae")
+        loaded = tf.saved_model.load(str(export_dir))
+        sessions, session = session_runner(export_dir)
+        signatures = sorted(s for s in loaded.signatures if s != "serving_default")
+        rng = np.random.default_rng(0)
+        results, ratios = {}, {}
+        for signature in signatures:
+            (spec,) = loaded.signatures[signature].structured_input_signature[1].values()
+            for batch, calls in zip(BATCHES, args.calls):
+                value = inputs_for(signature, spec, batch, rng)
+                paths = paths_for(signature, model, loaded, sessions, value)
+                for call in paths.values():
+                    for _ in range(args.warmup):
+                        call()
+                runs = {name: [] for name in PATHS}
+                for _ in range(args.repeats):
+                    for name, figures in timed(paths, calls, batch).items():
+                        runs[name].append(figures)
+                medians = {name: {key: round(statistics.median(r[key] for r in reps), 4 if "ms" in key else 1)
+                                  for key in reps[0]} for name, reps in runs.items()}
+                results.setdefault(signature, {})[str(batch)] = medians
+                reference = medians["tf_function"]["p50_ms"]
+                ratios.setdefault(signature, {})[str(batch)] = {
+                    path: round(medians[path]["p50_ms"] / reference, 3) for path in ("savedmodel", "session")}
+        session.close()
+
+    print(json.dumps({
+        "bench": "serving", "model": "vae 784-512-256-32 bernoulli, untrained",
+        "tensorflow": tf.__version__, "cpus": os.cpu_count(), "repeats": args.repeats,
+        "calls": dict(zip(map(str, BATCHES), args.calls)),
+        "p50_vs_tf_function": ratios, "results": results,
+        "seconds": round(time.perf_counter() - began, 1),
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""The `tfvae` command end to end on the embedded digits: train, export, evaluate, sample."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tfvae
+from tfvae import cli
+
+
+def run_cli(*args, cwd=None):
+    result = subprocess.run([sys.executable, "-m", "tfvae.cli", *args], capture_output=True,
+                            text=True, timeout=600, cwd=cwd)
+    return result
+
+
+def test_train_export_evaluate_sample_end_to_end(tmp_path):
+    trained = run_cli("train", "vae", "--dataset", "digits", "--epochs", "3", "--latent-dim", "4",
+                      "--hidden-units", "64,32", "--batch-size", "64",
+                      "--export", str(tmp_path / "vae_digits"))
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    result = json.loads(trained.stdout.strip().splitlines()[-1])
+    assert result["export"] == str(tmp_path / "vae_digits" / "1")
+    assert result["test"]["elbo"] < 0 and result["test"]["kl"] >= 0
+    assert "Epoch 3/3" in trained.stderr  # Keras' progress goes to stderr, the JSON to stdout
+
+    card = tfvae.load(tmp_path / "vae_digits").card
+    assert card["config"]["latent_dim"] == 4 and card["config"]["hidden_units"] == [64, 32]
+    assert card["metrics"]["test_elbo"] == pytest.approx(result["test"]["elbo"])
+
+    evaluated = run_cli("evaluate", str(tmp_path / "vae_digits"), "--dataset", "digits")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    metrics = json.loads(evaluated.stdout)["metrics"]
+    assert json.loads(evaluated.stdout)["examples"] == 297
+    assert metrics["kl"] == pytest.approx(result["test"]["kl"], rel=1e-3)
+    assert metrics["elbo"] == pytest.approx(result["test"]["elbo"], abs=1.0)
+    assert 0 < metrics["mse"] < 0.25
+
+    out = tmp_path / "samples.png"
+    sampled = run_cli("sample", str(tmp_path / "vae_digits"), "--num", "9", "--out", str(out))
+    assert sampled.returncode == 0, sampled.stderr[-3000:]
+    from matplotlib.image import imread
+
+    image = imread(out)
+    assert image.shape[0] > 100 and image.shape[1] > 100 and np.std(image) > 0.01
+
+
+def test_models_lists_the_registry(capsys):
+    cli.main(["models"])
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == tfvae.models.names()
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "sample", "export", "models", "serving-config"])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: tfvae " + command in capsys.readouterr().out
+
+
+def test_bad_input_gets_one_clear_line():
+    result = run_cli("train", "vae", "--dataset", "no_such_data", "--epochs", "1")
+    assert result.returncode != 0
+    assert "no_such_data" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli("sample", "saved_models/does_not_exist")
+    assert result.returncode != 0 and "no export" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli("train", "vae", "--latent-dim", "0", "--epochs", "1")
+    assert result.returncode != 0 and "latent_dim" in result.stderr
+
+
+def test_export_command_exports_a_saved_keras_model(tmp_path):
+    model = tfvae.models.VAE(input_shape=(8, 8, 1), latent_dim=2, hidden_units=(8,))
+    model.save(tmp_path / "m.keras")
+    cli.main(["export", str(tmp_path / "m.keras"), str(tmp_path / "exports" / "m")])
+    served = tfvae.load(tmp_path / "exports" / "m")
+    np.testing.assert_allclose(served.decode(np.zeros((1, 2), np.float32))["x"],
+                               model.decode(np.zeros((1, 2), np.float32)).mean(), atol=1e-6)
+
+
+def test_serving_config_command_lists_every_exported_model(tmp_path, capsys):
+    model = tfvae.models.VAE(input_shape=(8, 8, 1), latent_dim=2, hidden_units=(8,))
+    for name in ("a_model", "b_model"):
+        tfvae.export(model, tmp_path / "zoo" / name)
+    cli.main(["serving-config", str(tmp_path / "zoo"), "--version-policy", "latest:2",
+              "--batching", str(tmp_path / "batching.config")])
+    config = capsys.readouterr().out
+    assert config.startswith("model_config_list {")
+    assert 'base_path: "/models/a_model"' in config and 'name: "b_model"' in config
+    assert "max_batch_size { value: 256 }" in (tmp_path / "batching.config").read_text()

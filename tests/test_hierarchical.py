@@ -1,0 +1,368 @@
+"""Focused tests of the hierarchical VAEs, the IAF posterior and the training aids and
+evaluation every VAE shares (warm-up, free bits, IWAE, importance-sampled log-likelihood).
+The shared battery (tests/test_battery.py) covers the plumbing; here, the mathematics."""
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras
+from scipy.stats import multivariate_normal
+
+import tfvae
+from tfvae.layers import PrecisionWeightedGaussian
+from tfvae.models.iaf import AutoregressiveStep
+
+DIGITS = (8, 8, 1)
+
+
+def inverse_softplus(y):
+    return np.log(np.expm1(y))
+
+
+def std_to_raw(std):
+    """The raw parameter a GaussianPosterior head turns into `std` (softplus + 1e-4 floor)."""
+    return inverse_softplus(np.asarray(std, np.float64) - 1e-4)
+
+
+def set_dense(sequential, kernel, bias):
+    """The one Dense layer of a linear body (hidden_units=()) gets kernel [in, out], bias."""
+    (dense,) = [l for l in sequential.layers if isinstance(l, tf_keras.layers.Dense)]
+    dense.set_weights([np.asarray(kernel, np.float32).reshape(dense.kernel.shape),
+                       np.asarray(bias, np.float32)])
+
+
+def trained(name, digits, epochs=40, **kwargs):
+    tf_keras.utils.set_random_seed(0)
+    model = tfvae.models.get(name, input_shape=DIGITS, **kwargs)
+    # No XLA: for a few hundred tiny steps its compilation costs more than it saves.
+    model.compile(optimizer=tf_keras.optimizers.Adam(3e-3), jit_compile=False)
+    model.fit(digits, batch_size=16, epochs=epochs, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def trained_vae(digits):
+    return trained("vae", digits, latent_dim=4, hidden_units=(32,))
+
+
+@pytest.fixture(scope="module")
+def trained_hvae(digits):
+    return trained("hvae", digits, latent_dims=(4, 2), hidden_units=(32,))
+
+
+# ---- per-layer terms ---------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["hvae", "ladder_vae"])
+def test_per_layer_kl_terms_add_up_and_are_reported(name, digits):
+    model = trained(name, digits, epochs=2, latent_dims=(4, 3, 2), hidden_units=(16,))
+    terms = model.compute_terms(tf.constant(digits), training=False)
+    kl_layers = [terms[f"kl_{l}"] for l in (1, 2, 3)]
+    np.testing.assert_allclose(terms["kl"], tf.add_n(kl_layers), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(terms["elbo"], -(terms["reconstruction"] + terms["kl"]),
+                               rtol=1e-5, atol=1e-4)
+    logs = model.evaluate(digits, verbose=0, return_dict=True)
+    assert {"kl_1", "kl_2", "kl_3", "kl", "elbo"} <= set(logs)
+    # The top layer's KL is in closed form, hence non-negative for every example.
+    assert np.all(terms["kl_3"].numpy() >= 0)
+
+
+def test_precision_weighting_equals_the_formula(rng):
+    head = PrecisionWeightedGaussian((5,))
+    mu_hat, mu_p = rng.normal(size=(2, 3, 5))
+    s_hat, s_p = rng.uniform(0.1, 2.0, size=(2, 3, 5))
+    params = np.concatenate([mu_hat, std_to_raw(s_hat), mu_p, std_to_raw(s_p)], -1)
+    q = head(tf.constant(params, tf.float32))
+    variance = 1.0 / (s_hat ** -2 + s_p ** -2)
+    np.testing.assert_allclose(q.stddev(), np.sqrt(variance), rtol=1e-4)
+    np.testing.assert_allclose(q.mean(), (mu_hat / s_hat ** 2 + mu_p / s_p ** 2) * variance,
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_ladder_posterior_combines_the_bottom_up_estimate_with_the_shared_prior(digits):
+    model = tfvae.models.get("ladder_vae", input_shape=DIGITS, latent_dims=(4, 2),
+                             hidden_units=(16,))
+    x = tf.constant(digits[:5])
+    estimates = model._features(x)
+    qs, zs, ps = model._infer(estimates, sample=False)
+    # The prior below the top is the generative model's p(z_1 | z_2) at the posterior's z_2.
+    prior = model.prior_heads[0](model.prior_nets[0](zs[1]))
+    np.testing.assert_allclose(ps[0].mean(), prior.mean(), atol=1e-6)
+    mu_hat, raw_hat = np.split(estimates[0].numpy(), 2, axis=-1)
+    s_hat = np.log1p(np.exp(raw_hat)) + 1e-4
+    mu_p, s_p = prior.mean().numpy(), prior.stddev().numpy()
+    variance = 1.0 / (s_hat ** -2 + s_p ** -2)
+    np.testing.assert_allclose(qs[0].stddev(), np.sqrt(variance), rtol=1e-4)
+    np.testing.assert_allclose(qs[0].mean(), (mu_hat / s_hat ** 2 + mu_p / s_p ** 2) * variance,
+                               rtol=1e-4, atol=1e-5)
+    # The top posterior is the top estimate itself.
+    mu_top, _ = np.split(estimates[1].numpy(), 2, axis=-1)
+    np.testing.assert_allclose(qs[1].mean(), mu_top, atol=1e-6)
+
+
+# ---- IAF -----------------------------------------------------------------------------------------
+def test_made_step_is_autoregressive_in_its_order(rng):
+    z = tf.constant(rng.normal(size=(2, 4)), tf.float32)
+    context = tf.constant(rng.normal(size=(2, 3)), tf.float32)
+    for reverse in (False, True):
+        step = AutoregressiveStep(4, 3, hidden_units=(16, 16), reverse=reverse)
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(z)
+            m, s = step(z, context)
+        for out in (m, s):
+            jacobian = np.abs(tape.batch_jacobian(out, z).numpy()).max(0)   # [out i, in j]
+            allowed = np.tril(np.ones((4, 4)), -1)       # output i sees inputs j < i only
+            if reverse:
+                allowed = allowed[::-1, ::-1]
+            assert np.all(jacobian[allowed == 0] == 0)
+            assert np.all(jacobian[allowed == 1] > 0)
+
+
+def test_iaf_log_q_equals_the_change_of_variables(digits, rng):
+    model = tfvae.models.get("iaf_vae", input_shape=DIGITS, latent_dim=3, hidden_units=(16,),
+                             flow_steps=3, flow_hidden_units=(8,), context_dim=4)
+    # Move the gates away from their initial near-identity so the flow does something.
+    for step in model.flow_layers:
+        step.s_bias.assign(rng.normal(size=3))
+    features = model._features(tf.constant(digits[:6]))
+    eps = tf.constant(rng.normal(size=(6, 3)), tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(eps)
+        z, log_q = model.flow(features, eps)
+    jacobian = tape.batch_jacobian(z, eps).numpy().astype(np.float64)
+    _, log_det = np.linalg.slogdet(jacobian)
+    log_base = -0.5 * (eps.numpy().astype(np.float64) ** 2).sum(-1) - 1.5 * np.log(2 * np.pi)
+    np.testing.assert_allclose(log_q, log_base - log_det, rtol=1e-4, atol=1e-4)
+    # The flow is not the identity: log q differs from the base Gaussian's density at z_0.
+    q0 = model.encode(tf.constant(digits[:6]))
+    z0 = q0.mean() + q0.stddev() * eps
+    assert np.max(np.abs(log_q - q0.log_prob(z0))) > 1e-2
+
+
+# ---- warm-up, free bits, IWAE ------------------------------------------------------------------
+class Record(tf_keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.batches = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches.append(dict(logs, kl_weight=float(self.model.kl_weight.numpy())))
+
+
+def test_warmup_moves_kl_weight_inside_the_compiled_fit(digits):
+    tf_keras.utils.set_random_seed(0)
+    model = tfvae.models.get("hvae", input_shape=DIGITS, latent_dims=(3, 2), hidden_units=(16,))
+    assert "kl_weight" not in model.get_config() and float(model.kl_weight.numpy()) == 1.0
+    model.compile(jit_compile=True)
+    record = Record()
+    model.fit(digits, batch_size=16, epochs=2, verbose=0,   # 4 steps per epoch
+              callbacks=[tfvae.callbacks.KLWarmup(steps=4), record])
+    weights = [b["kl_weight"] for b in record.batches]
+    np.testing.assert_allclose(weights, [0, 0.25, 0.5, 0.75, 1, 1, 1, 1])
+    first = record.batches[0]
+    # At weight 0 the loss is the reconstruction alone; later the compiled step sees the KL.
+    assert first["loss"] == pytest.approx(first["reconstruction"], rel=1e-6)
+    assert first["kl"] > 0.1
+    last = record.batches[-1]
+    assert last["loss"] == pytest.approx(last["reconstruction"] + last["kl"], rel=1e-5)
+
+    history = model.fit(digits, batch_size=16, epochs=3, verbose=0,
+                        callbacks=[tfvae.callbacks.KLWarmup(epochs=2)])
+    assert history.history["kl_weight"] == [0.0, 0.5, 1.0]
+
+
+def test_warmup_arguments_are_checked():
+    with pytest.raises(ValueError, match="exactly one"):
+        tfvae.callbacks.KLWarmup(epochs=2, steps=10)
+    with pytest.raises(ValueError, match="integer >= 1"):
+        tfvae.callbacks.KLWarmup(steps=0)
+
+
+def test_free_bits_floor_the_batch_averaged_kl_of_each_layer(digits):
+    tf_keras.utils.set_random_seed(0)
+    model = tfvae.models.get("hvae", input_shape=DIGITS, latent_dims=(4, 2), hidden_units=(16,))
+    terms = model.compute_terms(tf.constant(digits))
+    means = [float(tf.reduce_mean(terms[f"kl_{l}"])) for l in (1, 2)]
+    floor = float(np.mean(means))          # above one layer's KL, below the other's
+    assert min(means) < floor < max(means)
+    floored = type(model).from_config({**model.get_config(), "free_bits": floor})
+    floored.set_weights(model.get_weights())
+    tf_keras.utils.set_random_seed(1)
+    terms = floored.compute_terms(tf.constant(digits))
+    means = [float(tf.reduce_mean(terms[f"kl_{l}"])) for l in (1, 2)]
+    expected = np.mean(terms["reconstruction"]) + sum(max(floor, m) for m in means)
+    assert float(tf.reduce_mean(terms["loss"])) == pytest.approx(expected, rel=1e-5)
+    # The floor shapes the loss only: the reported ELBO is the plain one.
+    np.testing.assert_allclose(terms["elbo"], -(terms["reconstruction"] + terms["kl"]), rtol=1e-6)
+    # Below the floor the KL gets no gradient from the loss.
+    x = tf.constant(digits)
+    big = tfvae.models.get("vae", input_shape=DIGITS, latent_dim=3, hidden_units=(16,),
+                           free_bits=1e3)
+    with tf.GradientTape(persistent=True) as tape:
+        terms = big.compute_terms(x)
+        floor_part = tf.reduce_mean(terms["loss"] - terms["reconstruction"])
+        kl = tf.reduce_mean(terms["kl"])
+    assert float(floor_part) == pytest.approx(1e3)
+    gradient = tape.gradient(floor_part, big.encoder.trainable_variables)
+    assert all(float(tf.reduce_max(tf.abs(g))) < 1e-6 for g in gradient)
+    assert any(float(tf.reduce_max(tf.abs(g))) > 1e-3
+               for g in tape.gradient(kl, big.encoder.trainable_variables))
+
+
+def test_objective_arguments_are_checked():
+    with pytest.raises(ValueError, match="free_bits"):
+        tfvae.models.get("vae", input_shape=DIGITS, free_bits=-1.0)
+    with pytest.raises(ValueError, match="IWAE"):
+        tfvae.models.get("vae", input_shape=DIGITS, free_bits=1.0, iwae_samples=5)
+    with pytest.raises(ValueError, match="iwae_samples"):
+        tfvae.models.get("hvae", input_shape=DIGITS, iwae_samples=0)
+    with pytest.raises(ValueError, match="hidden_units"):
+        tfvae.models.get("hvae", input_shape=DIGITS, latent_dims=(3, 2, 1),
+                         hidden_units=((8,), (8,)))
+    with pytest.raises(ValueError, match="hidden_units"):
+        tfvae.models.get("ladder_vae", input_shape=DIGITS, latent_dims=(3, 2), hidden_units=())
+    with pytest.raises(ValueError, match="flow_steps"):
+        tfvae.models.get("iaf_vae", input_shape=DIGITS, flow_steps=-1)
+
+
+def test_iwae_loss_is_the_negative_bound(digits):
+    model = tfvae.models.get("vae", input_shape=DIGITS, latent_dim=3, hidden_units=(16,),
+                             iwae_samples=4)
+    x = tf.constant(digits[:8])
+    tf_keras.utils.set_random_seed(3)
+    loss = model.compute_terms(x)["loss"]
+    # Replay the random stream: the one-sample pass (the reported terms), then the k = 4 draw.
+    tf_keras.utils.set_random_seed(3)
+    model._forward(x)
+    bound = tfvae.objectives.log_mean_exp(model.log_weights(x, 4))
+    np.testing.assert_allclose(loss, -bound, rtol=1e-5)
+
+
+@pytest.mark.parametrize("fixture", ["trained_vae", "trained_hvae"])
+def test_iwae_bound_and_log_likelihood_rise_above_the_elbo_with_k(fixture, digits, request):
+    model = request.getfixturevalue(fixture)
+    x = tf.constant(digits)
+    tf_keras.utils.set_random_seed(0)
+    # L_k averaged over the 64 examples, 50 draws each; the draws give its standard error,
+    # and each step up in k must beat three standard errors of the difference.
+    draws = {k: np.array([model.iwae_bound(x, k).numpy().mean() for _ in range(50)])
+             for k in (1, 3, 30)}
+    bound = {k: d.mean() for k, d in draws.items()}
+    error = {k: d.std(ddof=1) / np.sqrt(len(d)) for k, d in draws.items()}
+
+    def clearly_above(k, j):
+        return bound[k] - bound[j] > 3 * np.hypot(error[k], error[j])
+
+    assert clearly_above(3, 1) and clearly_above(30, 3)
+    elbo = np.array([model.compute_terms(x)["elbo"].numpy().mean() for _ in range(50)])
+    assert abs(bound[1] - elbo.mean()) < 3 * np.hypot(error[1], elbo.std(ddof=1) / np.sqrt(50))
+    log_px = model.log_likelihood(x, num_samples=2000, chunk_size=300).numpy()
+    assert log_px.shape == (64,)
+    assert log_px.mean() - bound[1] > 3 * error[1]
+    assert log_px.mean() > bound[30] - 3 * error[30]
+    bits = model.bits_per_dim(x[:4], num_samples=100).numpy()
+    np.testing.assert_allclose(bits, -model.log_likelihood(x[:4], 100) / (64 * np.log(2)),
+                               rtol=0.05)
+
+
+# ---- closed form: linear Gaussian latent models ------------------------------------------------
+def linear_vae(W, b, sigma, exact=True):
+    """A VAE with linear networks: p(z) = N(0, I), p(x|z) = N(Wz + b, sigma^2 I). W has
+    orthogonal columns, so the exact posterior N(S W^T (x - b) / sigma^2, S),
+    S = (I + W^T W / sigma^2)^-1, is diagonal and the encoder can be set to it."""
+    dim, latent = W.shape
+    model = tfvae.models.get("vae", input_shape=(dim,), latent_dim=latent, hidden_units=(),
+                             likelihood="gaussian", likelihood_scale=sigma)
+    S = np.linalg.inv(np.eye(latent) + W.T @ W / sigma ** 2)
+    assert np.allclose(S, np.diag(np.diag(S)))
+    mean_kernel, mean_bias = (S @ W.T / sigma ** 2).T, -S @ W.T @ b / sigma ** 2
+    std = np.sqrt(np.diag(S))
+    if not exact:                          # a worse, still reasonable, posterior
+        mean_bias, std = mean_bias + 0.1, 1.2 * std
+    set_dense(model.encoder, np.concatenate([mean_kernel, np.zeros_like(mean_kernel)], 1),
+              np.concatenate([mean_bias, std_to_raw(std)]))
+    set_dense(model.decoder, W.T, b)
+    return model
+
+
+def expected_elbo(model, x, draws=4000):
+    """The ELBO per example, its sampled reconstruction averaged over many draws."""
+    parts = model._forward(tf.constant(x), draws)
+    return tf.reduce_mean(parts["log_px"] - parts["kls"][0], axis=0).numpy()
+
+
+def test_log_likelihood_matches_the_closed_form_of_a_linear_gaussian_model(rng):
+    tf_keras.utils.set_random_seed(0)
+    W = np.linalg.qr(rng.normal(size=(6, 2)))[0] * np.array([2.0, 0.7])  # orthogonal columns
+    b, sigma = rng.normal(size=6), 0.5
+    x = (rng.multivariate_normal(b, W @ W.T + sigma ** 2 * np.eye(6), size=16)).astype(np.float32)
+    exact = multivariate_normal(b, W @ W.T + sigma ** 2 * np.eye(6)).logpdf(x)
+
+    # With the exact posterior every importance weight is p(x): any k gives log p(x).
+    model = linear_vae(W, b, sigma, exact=True)
+    np.testing.assert_allclose(model.log_likelihood(x, num_samples=3), exact, atol=2e-3)
+    np.testing.assert_allclose(model.log_weights(x, 50), np.broadcast_to(exact, (50, 16)),
+                               atol=2e-3)
+    # ... and the ELBO (closed-form KL, sampled reconstruction) equals it in expectation.
+    np.testing.assert_allclose(expected_elbo(model, x), exact, atol=0.1)
+
+    # With an approximate posterior the ELBO falls short; 5000 samples close the gap.
+    model = linear_vae(W, b, sigma, exact=False)
+    assert np.all(expected_elbo(model, x) < exact - 0.1)
+    estimate = model.log_likelihood(x, num_samples=5000).numpy()
+    np.testing.assert_allclose(estimate, exact, atol=0.03)
+
+
+def test_hierarchical_log_likelihood_matches_the_closed_form(rng):
+    """hvae with scalar layers and linear networks: z_2 ~ N(0, 1), z_1 | z_2 ~ N(A z_2 + a,
+    s^2), x | z_1 ~ N(W z_1 + b, sigma^2 I). The chain q(z_1|x) q(z_2|z_1) can be the exact
+    posterior (z_2 depends on x only through z_1), so the log-weights all equal log p(x)."""
+    A, a, s, sigma = 1.5, 0.4, 0.6, 0.5
+    W, b = rng.normal(size=4), rng.normal(size=4)
+    model = tfvae.models.get("hvae", input_shape=(4,), latent_dims=(1, 1), hidden_units=(),
+                             likelihood="gaussian", likelihood_scale=sigma)
+    set_dense(model.prior_nets[0], [[A, 0.0]], [a, std_to_raw(s)])
+    set_dense(model.decoder, W[None], b)
+    v1 = A ** 2 + s ** 2                                   # the marginal variance of z_1
+    var1 = 1.0 / (1.0 / v1 + W @ W / sigma ** 2)           # p(z_1 | x)
+    set_dense(model.encoder, np.stack([var1 * W / sigma ** 2, np.zeros(4)], 1),
+              [var1 * (a / v1 - W @ b / sigma ** 2), std_to_raw(np.sqrt(var1))])
+    var2 = 1.0 / (1.0 + A ** 2 / s ** 2)                   # p(z_2 | z_1)
+    set_dense(model.inference_nets[0], [[var2 * A / s ** 2, 0.0]],
+              [-var2 * A * a / s ** 2, std_to_raw(np.sqrt(var2))])
+    cov = v1 * np.outer(W, W) + sigma ** 2 * np.eye(4)
+    x = rng.multivariate_normal(W * a + b, cov, size=16).astype(np.float32)
+    exact = multivariate_normal(W * a + b, cov).logpdf(x)
+    weights = model.log_weights(x, 50).numpy()
+    np.testing.assert_allclose(weights, np.broadcast_to(exact, weights.shape), atol=2e-3)
+    np.testing.assert_allclose(model.log_likelihood(x, num_samples=10), exact, atol=2e-3)
+
+
+# ---- active units, encode, sample ----------------------------------------------------------------
+def test_active_units_count_the_units_whose_posterior_mean_varies(digits, rng):
+    model = tfvae.models.get("vae", input_shape=DIGITS, latent_dim=5, hidden_units=())
+    kernel = 10 * rng.normal(size=(64, 10))
+    kernel[:, :2] = 0.0                        # units 0 and 1: the same mean for every x
+    set_dense(model.encoder, kernel, np.zeros(10))
+    assert model.active_units(digits) == [3]
+    dataset = tf.data.Dataset.from_tensor_slices(digits).batch(10)
+    assert model.active_units(dataset, threshold=1e9) == [0]
+    hvae = tfvae.models.get("hvae", input_shape=DIGITS, latent_dims=(4, 2), hidden_units=(8,))
+    assert len(hvae.active_units(dataset)) == 2
+
+
+def test_hierarchical_serving_outputs(digits):
+    model = tfvae.models.get("ladder_vae", input_shape=DIGITS, latent_dims=(4, 3, 2),
+                             hidden_units=(8,))
+    out = model.encode_outputs(tf.constant(digits[:5]))
+    for l, d in zip((1, 2, 3), (4, 3, 2)):
+        assert out[f"mean_{l}"].shape == out[f"stddev_{l}"].shape == out[f"z_{l}"].shape == (5, d)
+    np.testing.assert_allclose(out["mean"], out["mean_1"])
+    np.testing.assert_allclose(model.code(tf.constant(digits[:5])), out["mean_1"], atol=1e-6)
+    seeds = tf.constant([3, 1, 3], tf.int64)
+    samples = model.sample_outputs(seeds)
+    for key in ("z_1", "z_2", "z_3", "x"):
+        np.testing.assert_allclose(samples[key][0], samples[key][2], atol=1e-6)
+        assert not np.allclose(samples[key][0], samples[key][1])
+    # z_3 is the top's N(0, I) draw; the lower layers follow the prior networks from it.
+    prior = model.prior_heads[1](model.prior_nets[1](samples["z_3"]))
+    assert np.all(np.abs(samples["z_2"] - prior.mean()) < 6 * prior.stddev())
+    card = model.card_info()
+    assert "mean_l" in card["signatures"]["encode"] and card["latent_layers"] == [4, 3, 2]

@@ -1,0 +1,441 @@
+"""TF Serving deployment, tested for real everywhere the TF Serving binary is not needed.
+
+One tiny VAE on 8x8 digits is exported once for the module. Its SavedModel is run through
+TensorFlow's session-based loader (TF Serving's `SavedModelBundle` contract), its warm-up file is
+parsed as PredictionLogs and replayed, the config files are parsed with TF Serving's protos, and
+the clients talk to tests/serving_double.py: loopback test doubles of TF Serving's REST and gRPC
+APIs that run the real SavedModel.
+"""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras
+
+import tfvae
+from tfvae import serving
+from tfvae.serving import GRPCClient, RESTClient, ServingError, ServingTimeout
+from serving_double import GRPCDouble, RESTDouble, SavedModelRunner, Status
+
+SIGNATURES = ("encode", "decode", "sample", "reconstruct", "serving_default", "score")
+NO_SERVING_API = "needs tensorflow-serving-api (pip install 'tfvae[serving]')"
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, digits):
+    tf_keras.utils.set_random_seed(0)
+    model = tfvae.models.get("vae", input_shape=(8, 8, 1), latent_dim=3, hidden_units=(16,))
+    models_dir = tmp_path_factory.mktemp("saved_models")
+    path = tfvae.export(model, models_dir / "vae")
+    z = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    cases = {"encode": digits[:4], "decode": z, "sample": np.array([0, 1, 7], np.int64),
+             "reconstruct": digits[:4], "serving_default": digits[4:9], "score": digits[9:12]}
+    return SimpleNamespace(model=model, models_dir=models_dir, path=path, cases=cases)
+
+
+@pytest.fixture(scope="module")
+def rest_server(exported):
+    with RESTDouble(exported.models_dir) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def grpc_server(exported):
+    pytest.importorskip("tensorflow_serving.apis.prediction_service_pb2_grpc", reason=NO_SERVING_API)
+    with GRPCDouble(exported.models_dir) as server:
+        yield server
+
+
+def expected(model, signature, value):
+    function = getattr(model, f"{signature.replace('serving_default', 'reconstruct')}_outputs")
+    return {key: tensor.numpy() for key, tensor in function(tf.constant(value)).items()}
+
+
+def check_outputs(signature, got, want):
+    assert set(got) == set(want), signature
+    for key, value in want.items():
+        assert got[key].shape == value.shape, (signature, key)
+        assert got[key].dtype == value.dtype, (signature, key)
+        if (signature == "encode" and key.startswith("z")) or signature == "score":
+            # A posterior sample, or terms estimated from one: random by design.
+            assert np.all(np.isfinite(got[key])), (signature, key)
+        else:
+            np.testing.assert_allclose(got[key], value, rtol=1e-5, atol=1e-5,
+                                       err_msg=f"{signature}/{key}")
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# ---- the SavedModel as TF Serving loads it -----------------------------------------------------
+def test_session_loader_runs_every_signature_like_tf_serving(exported):
+    graph, results = tf.Graph(), {}
+    with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(exported.path))
+        signatures = {k: v for k, v in meta_graph.signature_def.items() if not k.startswith("__")}
+        assert set(signatures) == set(SIGNATURES)
+        for name, signature in signatures.items():
+            assert signature.method_name == "tensorflow/serving/predict"
+            ((alias, tensor_info),) = signature.inputs.items()
+            assert alias == serving.SIGNATURE_INPUTS[name]
+            fetches = {key: info.name for key, info in signature.outputs.items()}
+            results[name] = session.run(fetches, {tensor_info.name: exported.cases[name]})
+    for name, got in results.items():
+        check_outputs(name, got, expected(exported.model, name, exported.cases[name]))
+
+
+def test_the_export_refuses_wrong_shapes_inside_the_graph(exported):
+    # TF Serving's C++ Session::Run does not check feeds against the signature; without the
+    # export's own check a [2, 8, 8, 2] batch of 8x8x1 images came back as 4 rows.
+    runner = SavedModelRunner(exported.path)
+    bad = [("encode", "x", np.zeros((2, 8, 8), np.float32), "[?,8,8,1]"),
+           ("reconstruct", "x", np.zeros((2, 8, 8, 2), np.float32), "[?,8,8,1]"),
+           ("decode", "z", np.zeros((2, 4), np.float32), "[?,3]"),
+           ("sample", "seed", np.zeros((2, 1), np.int64), "[?]")]
+    try:
+        for signature, alias, value, shape in bad:
+            with pytest.raises(Status) as caught:
+                runner.predict(signature, {alias: value})
+            assert caught.value.code == "INVALID_ARGUMENT"
+            assert f"is not compatible with expected shape {shape}" in caught.value.message
+    finally:
+        runner.close()
+
+
+def test_warmup_file_holds_a_prediction_log_per_signature_that_runs(exported):
+    prediction_log_pb2 = pytest.importorskip("tensorflow_serving.apis.prediction_log_pb2",
+                                             reason=NO_SERVING_API)
+    path = exported.path / "assets.extra" / "tf_serving_warmup_requests"
+    raw = [record.numpy() for record in tf.data.TFRecordDataset(str(path))]
+    logs = [prediction_log_pb2.PredictionLog.FromString(record) for record in raw]
+    assert sorted(log.predict_log.request.model_spec.signature_name for log in logs) == \
+        sorted(SIGNATURES)
+    runner = SavedModelRunner(exported.path)
+    try:
+        for record, log in zip(raw, logs):
+            assert log.WhichOneof("log_type") == "predict_log"
+            request = log.predict_log.request
+            signature = request.model_spec.signature_name
+            assert request.model_spec.name == "vae"
+            inputs = {alias: tf.make_ndarray(proto) for alias, proto in request.inputs.items()}
+            assert list(inputs) == [serving.SIGNATURE_INPUTS[signature]]
+            value = next(iter(inputs.values()))
+            assert value.shape[0] == 2
+            check_outputs(signature, runner.predict(signature, inputs),
+                          expected(exported.model, signature, value))
+            # The hand-encoded record is byte for byte what the real proto library writes.
+            real = prediction_log_pb2.PredictionLog()
+            real.predict_log.request.model_spec.name = "vae"
+            real.predict_log.request.model_spec.signature_name = signature
+            for alias, array in inputs.items():
+                real.predict_log.request.inputs[alias].CopyFrom(tf.make_tensor_proto(array))
+            assert real.SerializeToString(deterministic=True) == record
+    finally:
+        runner.close()
+
+
+# ---- configuration files -----------------------------------------------------------------------
+def test_serving_config_parses_as_tf_servings_model_server_config(exported, tmp_path):
+    config_pb2 = pytest.importorskip("tensorflow_serving.config.model_server_config_pb2",
+                                     reason=NO_SERVING_API)
+    from google.protobuf import text_format
+
+    models = tmp_path / "saved_models"
+    for name, version in [("a", 1), ("a", 2), ("b", 1)]:
+        shutil.copytree(exported.path, models / name / str(version))
+    (models / "notes").mkdir()  # no version: not a model
+    (models / "models.config").write_text("")
+
+    def parse(text):
+        config = text_format.Parse(text, config_pb2.ModelServerConfig())
+        return {entry.name: entry for entry in config.model_config_list.config}
+
+    entries = parse(serving.serving_config(models))
+    assert set(entries) == {"a", "b"}
+    assert entries["a"].base_path == "/models/a" and entries["a"].model_platform == "tensorflow"
+    assert entries["b"].model_version_policy.latest.num_versions == 1
+    entries = parse(serving.serving_config(models, {"a": [1, 2], "b": "all"}, "/srv/zoo/"))
+    assert list(entries["a"].model_version_policy.specific.versions) == [1, 2]
+    assert entries["b"].model_version_policy.WhichOneof("policy_choice") == "all"
+    assert entries["b"].base_path == "/srv/zoo/b"
+    entries = parse(serving.serving_config(models, "latest:2"))
+    assert entries["a"].model_version_policy.latest.num_versions == 2
+    for policy in ["latest:0", "sometimes", "specific:2", {"c": "all"}, "all:3"]:
+        with pytest.raises(ValueError):
+            serving.serving_config(models, policy)  # b has no version 2; there is no model c
+    with pytest.raises(FileNotFoundError):
+        serving.serving_config(tmp_path / "empty")
+
+
+def batching_parameters_message():
+    """TF Serving's BatchingParameters (session_bundle_config.proto, not in the pip package),
+    built from its field list."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, wrappers_pb2
+
+    field = descriptor_pb2.FieldDescriptorProto
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="tfvae_test/session_bundle_config.proto", package="tensorflow.serving",
+        dependency=["google/protobuf/wrappers.proto"], syntax="proto3")
+    message = proto.message_type.add(name="BatchingParameters")
+    for number, name in enumerate(["max_batch_size", "batch_timeout_micros",
+                                   "max_enqueued_batches", "num_batch_threads"], start=1):
+        message.field.add(name=name, number=number, type=field.TYPE_MESSAGE,
+                          type_name=".google.protobuf.Int64Value", label=field.LABEL_OPTIONAL)
+    message.field.add(name="thread_pool_name", number=5, type=field.TYPE_MESSAGE,
+                      type_name=".google.protobuf.StringValue", label=field.LABEL_OPTIONAL)
+    message.field.add(name="allowed_batch_sizes", number=6, type=field.TYPE_INT64,
+                      label=field.LABEL_REPEATED)
+    message.field.add(name="pad_variable_length_inputs", number=7, type=field.TYPE_BOOL,
+                      label=field.LABEL_OPTIONAL)
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
+    pool.Add(proto)
+    return message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("tensorflow.serving.BatchingParameters"))
+
+
+def test_batching_parameters_parse_as_tf_servings_message():
+    from google.protobuf import text_format
+
+    parsed = text_format.Parse(serving.batching_parameters(), batching_parameters_message()())
+    assert parsed.max_batch_size.value == 256 and parsed.batch_timeout_micros.value == 1000
+    assert parsed.num_batch_threads.value == os.cpu_count()
+    assert parsed.max_enqueued_batches.value == 100
+    parsed = text_format.Parse(serving.batching_parameters(64, 0, num_batch_threads=8),
+                               batching_parameters_message()())
+    assert (parsed.max_batch_size.value, parsed.batch_timeout_micros.value,
+            parsed.num_batch_threads.value) == (64, 0, 8)
+    for bad in [dict(max_batch_size=0), dict(batch_timeout_micros=-1), dict(num_batch_threads=1.5)]:
+        with pytest.raises(ValueError):
+            serving.batching_parameters(**bad)
+
+
+# ---- what the clients send -------------------------------------------------------------------
+def test_rest_bodies_follow_tf_servings_documented_json(digits):
+    x = digits[:2]
+    assert serving.rest_request_body("encode", {"x": x}) == \
+        {"signature_name": "encode", "inputs": {"x": x.tolist()}}
+    assert serving.rest_request_body("encode", {"x": x}, "row") == \
+        {"signature_name": "encode", "instances": x.tolist()}
+    assert serving.rest_request_body("sample", {"seed": np.array([3, 4])}, "row") == \
+        {"signature_name": "sample", "instances": [3, 4]}
+    assert serving.rest_request_body("decode", np.zeros((1, 2))) == \
+        {"signature_name": "decode", "inputs": [[0.0, 0.0]]}
+    assert serving.rest_request_body("two", {"a": [[1, 2], [3, 4]], "b": [5, 6]}, "row") == \
+        {"signature_name": "two", "instances": [{"a": [1, 2], "b": 5}, {"a": [3, 4], "b": 6}]}
+    with pytest.raises(ValueError):
+        serving.rest_request_body("two", {"a": [1, 2], "b": [5]}, "row")
+    with pytest.raises(ValueError):
+        serving.rest_request_body("encode", {"x": x}, "csv")
+
+
+def test_rest_client_sends_tf_servings_urls_and_bodies(digits, monkeypatch):
+    import io
+    import json
+
+    sent = []
+
+    def fake_urlopen(request, timeout):
+        sent.append((request.get_method(), request.full_url, request.data, timeout))
+        if request.full_url.endswith("/metadata"):
+            outputs = {"probability": {"dtype": "DT_FLOAT"}}
+            answer = {"metadata": {"signature_def": {"signature_def": {"custom": {"outputs": outputs}}}}}
+        elif request.full_url.endswith(":predict") and json.loads(request.data)["signature_name"] == "custom":
+            answer = {"outputs": [0.25, 0.75]}  # TF Serving does not name a lone output
+        else:
+            answer = {"predictions": [{"x": [0.5], "z": [1]}]}
+        return io.BytesIO(json.dumps(answer).encode())
+
+    monkeypatch.setattr(serving.urllib.request, "urlopen", fake_urlopen)
+    client = RESTClient("http://tfs.example:8501/", "vae", version=3, format="row", timeout=4)
+    assert client.sample(np.array([1, 2], np.int32))["x"].dtype == np.float32
+    method, url, data, timeout = sent[-1]
+    assert (method, url, timeout) == ("POST", "http://tfs.example:8501/v1/models/vae/versions/3:predict", 4)
+    assert json.loads(data) == {"signature_name": "sample", "instances": [1, 2]}
+    RESTClient("http://tfs.example:8501", "vae").encode(digits[:1].astype(np.float64))
+    method, url, data, _ = sent[-1]
+    assert url == "http://tfs.example:8501/v1/models/vae:predict"
+    assert json.loads(data) == {"signature_name": "encode", "inputs": {"x": digits[:1].tolist()}}
+    client = RESTClient("http://tfs.example:8501", "vae")
+    for _ in range(2):
+        probability = client.predict("custom", {"a": [1, 2]})["probability"]
+        np.testing.assert_array_equal(probability, np.float32([0.25, 0.75]))
+    assert [url for _, url, _, _ in sent].count("http://tfs.example:8501/v1/models/vae/metadata") == 1
+
+
+def test_grpc_request_is_tf_servings_predict_request():
+    predict_pb2 = pytest.importorskip("tensorflow_serving.apis.predict_pb2", reason=NO_SERVING_API)
+    request = serving.grpc_request("vae", "sample", {"seed": np.array([1, 2])}, version=3)
+    assert isinstance(request, predict_pb2.PredictRequest)
+    assert (request.model_spec.name, request.model_spec.signature_name) == ("vae", "sample")
+    assert request.model_spec.version.value == 3
+    assert tf.dtypes.as_dtype(request.inputs["seed"].dtype) == tf.int64
+    np.testing.assert_array_equal(tf.make_ndarray(request.inputs["seed"]), [1, 2])
+    request = serving.grpc_request("vae", "decode", np.zeros((2, 3), np.float32))
+    assert not request.model_spec.HasField("version") and list(request.inputs) == ["z"]
+    assert list(request.inputs["z"].tensor_shape.dim) == list(
+        tf.make_tensor_proto(np.zeros((2, 3), np.float32)).tensor_shape.dim)
+
+
+# ---- the clients end to end, against the test doubles -----------------------------------------
+def call(client, signature, value):
+    if signature == "serving_default":
+        return client.predict(signature, value)
+    return getattr(client, signature)(value)
+
+
+@pytest.mark.parametrize("format", ["row", "columnar"])
+def test_rest_client_runs_every_signature(exported, rest_server, format):
+    client = RESTClient(rest_server.url, "vae", format=format)
+    for signature in SIGNATURES:
+        value = exported.cases[signature]
+        check_outputs(signature, call(client, signature, value),
+                      expected(exported.model, signature, value))
+    assert client.attempts == len(SIGNATURES)
+    versioned = RESTClient(rest_server.url, "vae", version=1, format=format)
+    np.testing.assert_allclose(versioned.sample(2)["x"], client.sample([0, 1])["x"])
+
+
+def test_grpc_client_runs_every_signature(exported, grpc_server):
+    with GRPCClient(grpc_server.target, "vae", version=1) as client:
+        for signature in SIGNATURES:
+            value = exported.cases[signature]
+            check_outputs(signature, call(client, signature, value),
+                          expected(exported.model, signature, value))
+
+
+def test_rest_status_and_metadata(rest_server):
+    client = RESTClient(rest_server.url, "vae")
+    (status,) = client.status()["model_version_status"]
+    assert status["version"] == "1" and status["state"] == "AVAILABLE"
+    metadata = client.metadata()["metadata"]["signature_def"]["signature_def"]
+    assert set(metadata) >= set(SIGNATURES)
+    assert metadata["encode"]["inputs"]["x"]["dtype"] == "DT_FLOAT"
+
+
+REST_ERRORS = [  # (signature, inputs, HTTP status, what TF Serving says)
+    ("nope", {"x": [[0.0]]}, 400, 'Serving signature name: "nope" not found in signature def'),
+    ("encode", {"x": np.zeros((2, 8, 8))}, 400, "is not compatible with expected shape [?,8,8,1]"),
+    ("decode", {"z": np.zeros((2, 4))}, 400, "is not compatible with expected shape [?,3]"),
+    ("sample", {"seed": [0.5]}, 400, "JSON Value: 0.5 Type: Number is not of expected type: int64"),
+    ("encode", {"x": [["a"]]}, 400, 'JSON Value: "a" Type: String is not of expected type: float'),
+    ("encode", {"y": [[0.0]]}, 400, "Missing named input: x in 'inputs' object."),
+]
+
+
+@pytest.mark.parametrize("signature, inputs, status, message", REST_ERRORS,
+                         ids=[message[:30] for *_, message in REST_ERRORS])
+def test_rest_bad_requests_get_tf_servings_errors(rest_server, signature, inputs, status, message):
+    client = RESTClient(rest_server.url, "vae", retries=3)
+    with pytest.raises(ServingError) as caught:
+        client.predict(signature, inputs)
+    assert caught.value.status == status
+    assert message in caught.value.server_message
+    assert f"'{signature}' with HTTP {status}: " in str(caught.value) and message in str(caught.value)
+    assert client.attempts == 1  # a bad request is not retried
+
+
+def test_rest_unknown_model_or_version_is_not_found(rest_server, digits):
+    for client, request in [(RESTClient(rest_server.url, "nope"), "Latest(nope)"),
+                            (RESTClient(rest_server.url, "vae", version=9), "Specific(vae, 9)")]:
+        with pytest.raises(ServingError) as caught:
+            client.encode(digits[:1])
+        assert caught.value.status == 404
+        assert caught.value.server_message == f"Servable not found for request: {request}"
+
+
+def test_grpc_bad_requests_get_tf_servings_errors(grpc_server, digits):
+    x = digits[:2]
+    cases = [
+        ("vae", "nope", {"x": x}, "FAILED_PRECONDITION", 'Serving signature key "nope" not found.'),
+        ("vae", "encode", {"x": x[..., 0]}, "INVALID_ARGUMENT",
+         "is not compatible with expected shape [?,8,8,1]"),
+        ("vae", "encode", {"x": x.astype(np.float64)}, "INVALID_ARGUMENT",
+         "Expects arg[0] to be float but double is provided"),
+        ("vae", "sample", {"seed": np.array([0.5])}, "INVALID_ARGUMENT",
+         "Expects arg[0] to be int64 but double is provided"),
+        ("vae", "encode", {"x": x, "y": x}, "INVALID_ARGUMENT",
+         "input size does not match signature: 2!=1 len({x,y}) != len({x}). Sent extra: {y}."),
+        ("nope", "encode", {"x": x}, "NOT_FOUND", "Servable not found for request: Latest(nope)"),
+    ]
+    for model, signature, inputs, code, message in cases:
+        with GRPCClient(grpc_server.target, model, retries=3) as client:
+            with pytest.raises(ServingError) as caught:
+                client.predict(signature, inputs)
+            assert caught.value.status == code, message
+            assert message in caught.value.server_message
+            assert f"with gRPC {code}: " in str(caught.value) and client.attempts == 1
+
+
+# ---- retries and timeouts ----------------------------------------------------------------------
+def test_rest_retries_with_backoff_on_unavailable_then_gives_up(rest_server, digits):
+    rest_server.fail_next(2, status=503)
+    client = RESTClient(rest_server.url, "vae", retries=2, backoff=0.01)
+    assert client.reconstruct(digits[:1])["x"].shape == (1, 8, 8, 1)
+    assert client.attempts == 3
+    rest_server.fail_next(2, status=503, message="the servable is being reloaded")
+    client = RESTClient(rest_server.url, "vae", retries=1, backoff=0.01)
+    with pytest.raises(ServingError, match="HTTP 503: the servable is being reloaded"):
+        client.reconstruct(digits[:1])
+    assert client.attempts == 2
+    rest_server.fail_next(1, status=500, message="boom")
+    client = RESTClient(rest_server.url, "vae", retries=3, backoff=0.01)
+    with pytest.raises(ServingError, match="HTTP 500: boom"):
+        client.reconstruct(digits[:1])  # a server failure is not retried
+    assert client.attempts == 1
+
+
+def test_rest_timeouts_and_refused_connections_are_retried(rest_server, digits):
+    rest_server.delay = 0.5
+    try:
+        client = RESTClient(rest_server.url, "vae", timeout=0.1, retries=1, backoff=0.01)
+        with pytest.raises(ServingTimeout, match="within 0.1 s"):
+            client.encode(digits[:1])
+        assert client.attempts == 2
+    finally:
+        rest_server.delay = 0.0
+    client = RESTClient(f"http://127.0.0.1:{free_port()}", "vae", retries=2, backoff=0.01)
+    with pytest.raises(ServingError, match="could not reach TF Serving") as caught:
+        client.encode(digits[:1])
+    assert caught.value.status is None and client.attempts == 3
+
+
+def test_grpc_unavailable_server_is_retried(digits):
+    pytest.importorskip("tensorflow_serving.apis.prediction_service_pb2_grpc", reason=NO_SERVING_API)
+    with GRPCClient(f"127.0.0.1:{free_port()}", "vae", timeout=5, retries=1, backoff=0.01) as client:
+        with pytest.raises(ServingError) as caught:
+            client.encode(digits[:1])
+    assert caught.value.status == "UNAVAILABLE" and client.attempts == 2
+
+
+def test_clients_import_without_tfp_keras_or_grpc():
+    # A client machine needs TensorFlow and numpy only; gRPC only for the gRPC client.
+    code = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow_probability", "tf_keras", "grpc", "tensorflow_serving"):
+            raise ImportError(name + " is blocked")
+sys.meta_path.insert(0, Block())
+from tfvae.serving import RESTClient, GRPCClient
+print(RESTClient("http://localhost:8501", "vae").model_url)
+try:
+    GRPCClient("localhost:8500", "vae")
+except ImportError as error:
+    print(error)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "http://localhost:8501/v1/models/vae" in result.stdout
+    assert "pip install 'tfvae[serving]'" in result.stdout

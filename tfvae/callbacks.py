@@ -1,0 +1,147 @@
+"""Keras callbacks for training tfvae models with `model.fit`."""
+import tf_keras
+
+
+class KLWarmup(tf_keras.callbacks.Callback):
+    """KL warm-up (Sønderby et al. 2016): the model's `kl_weight` rises linearly from 0 to 1
+    over the first `epochs` epochs or `steps` optimizer steps, then stays at 1.
+
+    The weight is a variable of the model that the compiled train step reads, so setting it
+    here between steps changes the loss without retracing. In steps mode the count is the
+    optimizer's iterations, so a resumed `fit` continues the ramp where it was.
+
+    Args:
+        epochs: length of the ramp in epochs (the weight is epoch / epochs during epoch
+            `epoch`, counting from 0).
+        steps: length of the ramp in optimizer steps; give exactly one of the two.
+
+    Example:
+        model.fit(ds, epochs=300, callbacks=[tfvae.callbacks.KLWarmup(epochs=200)])
+    """
+
+    def __init__(self, epochs=None, steps=None):
+        super().__init__()
+        if (epochs is None) == (steps is None):
+            raise ValueError(f"give exactly one of epochs={epochs!r} and steps={steps!r}")
+        length = epochs if steps is None else steps
+        if isinstance(length, bool) or int(length) != length or int(length) < 1:
+            raise ValueError(f"the warm-up length must be an integer >= 1, got {length!r}")
+        self.epochs = None if epochs is None else int(epochs)
+        self.steps = None if steps is None else int(steps)
+
+    def _set(self, value):
+        self.model.kl_weight.assign(min(1.0, float(value)))
+
+    def on_train_begin(self, logs=None):
+        if not hasattr(self.model, "kl_weight"):
+            raise ValueError(f"KLWarmup needs a model with a kl_weight variable (a VAE), "
+                             f"not {type(self.model).__name__}")
+        if self.steps is not None:
+            self._set(int(self.model.optimizer.iterations) / self.steps)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.epochs is not None:
+            self._set(epoch / self.epochs)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.steps is not None:
+            self._set(int(self.model.optimizer.iterations) / self.steps)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["kl_weight"] = float(self.model.kl_weight.numpy())
+
+
+class ImageSummaries(tf_keras.callbacks.Callback):
+    """Writes image grids to TensorBoard during `fit`: decoded samples (the same seeds every
+    time, so the images show how training changes them) and `examples` above their
+    reconstructions, as `samples` and `reconstructions` image summaries at each epoch step.
+
+    Args:
+        logdir: the TensorBoard folder (e.g. the one given to `tf_keras.callbacks.TensorBoard`);
+            the images go to `logdir/images`.
+        examples: a few inputs [n, *input_shape] to reconstruct (8 to 16 is plenty).
+        every_n_epochs: write after epochs 0, n, 2n, ... and after the last one.
+        num_samples: how many samples (seeds 0..num_samples-1).
+
+    Example:
+        model.fit(train, epochs=20, callbacks=[
+            tfvae.callbacks.ImageSummaries("logs/vae", x_test[:16], every_n_epochs=2)])
+        # tensorboard --logdir logs/vae   -> the IMAGES tab
+    """
+
+    def __init__(self, logdir, examples, every_n_epochs=1, num_samples=16):
+        super().__init__()
+        import numpy as np
+
+        if isinstance(every_n_epochs, bool) or int(every_n_epochs) != every_n_epochs \
+                or every_n_epochs < 1:
+            raise ValueError(f"every_n_epochs={every_n_epochs!r} must be an integer >= 1")
+        self.logdir, self.every_n_epochs = str(logdir), int(every_n_epochs)
+        self.examples = np.asarray(examples, np.float32)
+        self.num_samples = int(num_samples)
+        self._writer = None
+        self._last_written = None
+
+    def on_train_begin(self, logs=None):
+        import os
+
+        import tensorflow as tf
+
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(os.path.join(self.logdir, "images"))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch % self.every_n_epochs == 0:
+            self.write(epoch)
+
+    def on_train_end(self, logs=None):
+        epochs = self.params.get("epochs") if self.params else None
+        if epochs is not None and self._last_written != epochs - 1:
+            self.write(epochs - 1)
+        if self._writer is not None:
+            self._writer.flush()
+
+    def write(self, step):
+        """Write the two grids now, at summary step `step`."""
+        import numpy as np
+        import tensorflow as tf
+
+        from tfvae.plotting import image_grid
+
+        self.on_train_begin()
+        samples = self.model.sample_outputs(tf.range(self.num_samples, dtype=tf.int64))["x"]
+        rebuilt = self.model.reconstruct_outputs(tf.constant(self.examples))["x"].numpy()
+        n = len(self.examples)
+        # Inputs on one row, their reconstructions on the next (in rows of up to 8).
+        columns = min(8, n)
+        pairs = []
+        for i in range(0, n, columns):
+            row_inputs = self.examples[i:i + columns]
+            row_rebuilt = rebuilt[i:i + columns]
+            pad = columns - len(row_inputs)
+            if pad:
+                blank = np.ones((pad, *self.examples.shape[1:]), np.float32)
+                row_inputs = np.concatenate([row_inputs, blank])
+                row_rebuilt = np.concatenate([row_rebuilt, blank])
+            pairs += [row_inputs, row_rebuilt]
+        with self._writer.as_default():
+            _write_image("samples", image_grid(samples.numpy()), step)
+            _write_image("reconstructions", image_grid(np.concatenate(pairs), columns), step)
+        self._last_written = step
+
+
+def _write_image(tag, grid, step):
+    """One [h, w, c] image in [0, 1] as a TensorBoard image summary.
+
+    What `tf.summary.image` writes, without needing the tensorboard package (TensorFlow no
+    longer installs it): a [width, height, png] string tensor tagged for the images plugin."""
+    import tensorflow as tf
+    from tensorflow.core.framework import summary_pb2
+
+    png = tf.image.encode_png(tf.image.convert_image_dtype(grid, tf.uint8, saturate=True))
+    height, width = int(grid.shape[0]), int(grid.shape[1])
+    metadata = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="images"))
+    return tf.summary.write(tag, tf.stack([tf.as_string(width), tf.as_string(height), png]),
+                            step=step, metadata=metadata.SerializeToString())

@@ -1,0 +1,391 @@
+"""The `tfvae` command: train, evaluate, export, sample and list models.
+
+    tfvae models
+    tfvae train vae --dataset digits --epochs 20 --latent-dim 8 --export saved_models/vae_digits
+    tfvae evaluate saved_models/vae_digits --dataset digits
+    tfvae sample saved_models/vae_digits --num 16 --out samples.png
+    tfvae plot vae_mnist --kind latent --dataset mnist --num 2000 --out latent.png
+    tfvae export model.keras saved_models/vae_digits
+    tfvae serving-config saved_models/ --batching batching.config > models.config
+
+Each command has --help. Results print as one JSON line on standard output; progress bars and
+messages go to standard error.
+"""
+import argparse
+import ast
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def _parse_value(text):
+    """A --set value: a Python literal (3, 0.5, (64, 32), None, 'x') or else the string itself."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _model_kwargs(args, input_shape):
+    """Constructor arguments from the flags that were given (the model's defaults otherwise)."""
+    kwargs = {"input_shape": input_shape}
+    for flag in ("latent_dim", "hidden_units", "network", "likelihood", "beta"):
+        value = getattr(args, flag)
+        if value is not None:
+            kwargs[flag] = value
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"tfvae: --set takes KEY=VALUE, got {item!r}")
+        kwargs[key.replace("-", "_")] = _parse_value(value)
+    return kwargs
+
+
+def _number(text, kind, minimum, strict):
+    """argparse type: a `kind` (int or float) >= minimum (> minimum when strict), finite."""
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or value != value or value in (float("inf"), float("-inf")) or (
+            value <= minimum if strict else value < minimum):
+        bound = f"> {minimum}" if strict else f">= {minimum}"
+        noun = "an integer" if kind is int else "a finite number"
+        raise argparse.ArgumentTypeError(f"must be {noun} {bound}, got {text!r}")
+    return value
+
+
+def _positive_int(text):
+    return _number(text, int, 1, strict=False)
+
+
+def _non_negative_int(text):
+    return _number(text, int, 0, strict=False)
+
+
+def _positive_float(text):
+    return _number(text, float, 0.0, strict=True)
+
+
+def _non_negative_float(text):
+    return _number(text, float, 0.0, strict=False)
+
+
+def _widths(text):
+    """argparse type: comma-separated positive integers, e.g. 512,256."""
+    return tuple(_positive_int(part.strip()) for part in text.split(","))
+
+
+def _load_data(args, split, batch_size):
+    from tfvae import data
+
+    return data.load(args.dataset, split, batch_size=batch_size, binarize=args.binarize,
+                     data_dir=args.data_dir, download=not args.offline, take=args.take,
+                     seed=args.seed)
+
+
+def cmd_models(args):
+    from tfvae import models
+
+    for name in models.names():
+        doc = (models.get_class(name).__doc__ or "").strip().splitlines()[0]
+        print(f"{name:16s} {doc}")
+
+
+def cmd_train(args):
+    import tf_keras
+
+    from tfvae import data, models, training
+    from tfvae.exporting import export
+
+    # The strategy first: MultiWorkerMirroredStrategy must exist before any other TF work.
+    strategy = training.strategy_from_name(args.strategy, tpu=args.tpu)
+    chief = getattr(strategy.extended, "should_checkpoint", True)  # multi-worker: one writer
+    previous_policy = tf_keras.mixed_precision.global_policy()
+    training.set_precision(args.mixed_precision)
+    try:
+        tf_keras.utils.set_random_seed(args.seed)
+        with strategy.scope():
+            model = models.get(args.model, **_model_kwargs(args, data.input_shape(args.dataset)))
+            model.compile(optimizer=training.make_optimizer(args.lr, args.clip_norm))
+    finally:
+        # Models built later in this process (tests call main()) get the previous policy.
+        tf_keras.mixed_precision.set_global_policy(previous_policy)
+    test = _load_data(args, "test", args.batch_size)
+    callbacks = []
+    if args.logdir:
+        callbacks.append(tf_keras.callbacks.TensorBoard(args.logdir))
+    verbose = 1 if sys.stderr.isatty() else 2
+    _log(f"training {args.model} on {args.dataset} for {args.epochs} epochs"
+         + (f" on {strategy.num_replicas_in_sync} replicas" if args.strategy != "default" else ""))
+    done = 0
+    start = time.perf_counter()
+    # Keras writes its progress bar to stdout; keep stdout for the JSON result.
+    stdout, sys.stdout = sys.stdout, sys.stderr
+    try:
+        if args.checkpoint_dir:
+            done = min(training.epochs_done(args.checkpoint_dir), args.epochs)
+            if done:
+                _log(f"resuming from {args.checkpoint_dir}: {done} of {args.epochs} epochs done")
+            # Single, unshuffled examples: fit_resumable shuffles (and binarizes dynamically)
+            # per epoch from (seed, epoch), so a resumed run repeats an uninterrupted one.
+            examples = data.load(args.dataset, "train", batch_size=None, shuffle=False,
+                                 binarize="static" if args.binarize == "static" else None,
+                                 data_dir=args.data_dir, download=not args.offline,
+                                 take=args.take, seed=args.seed)
+            training.fit_resumable(
+                model, examples, epochs=args.epochs, batch_size=args.batch_size,
+                checkpoint_dir=args.checkpoint_dir, seed=args.seed,
+                binarize="dynamic" if args.binarize == "dynamic" else None,
+                drop_remainder=args.strategy == "tpu", callbacks=callbacks, verbose=verbose,
+                run={"dataset": args.dataset, "take": args.take})
+            train = examples.batch(args.batch_size)
+        else:
+            train = _load_data(args, "train", args.batch_size)
+            if args.strategy == "tpu":  # TPUs compile for static shapes
+                train = train.rebatch(args.batch_size, drop_remainder=True)
+            model.fit(train, epochs=args.epochs, verbose=verbose,
+                      callbacks=[training.NonFiniteGuard(), *callbacks])
+        if hasattr(model, "fit_latent_density"):
+            model.fit_latent_density(train)  # deterministic autoencoders sample from it
+        metrics = model.evaluate(test, verbose=0, return_dict=True)
+    finally:
+        sys.stdout = stdout
+    seconds = time.perf_counter() - start
+    result = {"model": args.model, "dataset": args.dataset, "epochs": args.epochs,
+              "train_seconds": round(seconds, 1),
+              "test": {k: round(float(v), 4) for k, v in metrics.items()}}
+    if args.checkpoint_dir:
+        result.update(checkpoint_dir=args.checkpoint_dir, resumed_after_epochs=done)
+    if not chief:
+        _log("not the chief worker: the chief saves and exports")
+        args.save = args.export = None
+    if args.save:
+        model.save(args.save)
+        result["saved"] = args.save
+    if args.export:
+        command = "tfvae " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("tfvae") else None
+        path = export(model, args.export, metrics={f"test_{k}": v for k, v in result["test"].items()},
+                      data={"name": args.dataset, "binarize": args.binarize, "take": args.take},
+                      card={"training": {"epochs": args.epochs, "batch_size": args.batch_size,
+                                         "learning_rate": args.lr, "seed": args.seed,
+                                         "clip_norm": args.clip_norm, "strategy": args.strategy,
+                                         "replicas": strategy.num_replicas_in_sync,
+                                         "precision": args.mixed_precision or "float32",
+                                         "wall_seconds": round(seconds, 1), "command": command}})
+        result["export"] = str(path)
+    print(json.dumps(result))
+
+
+def cmd_evaluate(args):
+    import numpy as np
+
+    from tfvae.loading import load
+
+    served = load(args.path, args.version)
+    if "score" not in served.signatures:
+        raise SystemExit(f"tfvae: {served.path} has no 'score' signature (exported by an older tfvae)")
+    totals, count, squared_error = {}, 0, 0.0
+    for x in _load_data(args, args.split, args.batch_size):
+        x = x.numpy()
+        scores = served.run("score", x)
+        for key, value in scores.items():
+            totals[key] = totals.get(key, 0.0) + float(np.sum(value))
+        squared_error += float(np.sum((served.reconstruct(x)["x"] - x) ** 2))
+        count += len(x)
+    result = {k: round(v / count, 4) for k, v in totals.items()}
+    result["mse"] = round(squared_error / (count * int(np.prod(x.shape[1:]))), 6)
+    print(json.dumps({"path": str(served.path), "dataset": args.dataset, "split": args.split,
+                      "examples": count, "metrics": result}))
+
+
+def cmd_sample(args):
+    import numpy as np
+
+    from tfvae import plotting
+    from tfvae.loading import load
+
+    served = load(args.path, args.version)
+    seeds = np.arange(args.seed, args.seed + args.num)
+    images = served.sample(seeds)["x"]
+    plotting.save_image_grid(images, args.out, title=f"{served.card['model'] if served.card else ''}"
+                             f" samples, seeds {seeds[0]}..{seeds[-1]}")
+    print(json.dumps({"path": str(served.path), "out": args.out, "num": args.num}))
+
+
+def cmd_plot(args):
+    import numpy as np
+
+    from tfvae import data, plotting
+    from tfvae.loading import load
+
+    served = load(args.path, args.version)
+    kind = args.kind
+    x = labels = None
+    if kind not in ("samples", "manifold"):
+        # Inputs from the data, in the model's own input shape: one batch of --num examples.
+        batch = next(iter(data.load(args.dataset, args.split, batch_size=args.num,
+                                    binarize=args.binarize, data_dir=args.data_dir,
+                                    download=not args.offline, seed=args.seed,
+                                    with_labels=args.dataset != "binarized_mnist",
+                                    shuffle=False)))
+        x, labels = (batch[0].numpy(), batch[1].numpy()) if isinstance(batch, tuple) \
+            else (batch.numpy(), None)
+    if kind == "samples":
+        plotting.plot_samples(served, num=args.num, seed=args.seed, path=args.out)
+    elif kind == "reconstructions":
+        plotting.plot_reconstructions(served, x, path=args.out)
+    elif kind == "latent":
+        plotting.plot_latent_space(served, x, labels, method=args.method, path=args.out)
+    elif kind == "manifold":
+        plotting.plot_latent_manifold(served, n=args.grid, path=args.out)
+    elif kind == "traversals":
+        plotting.plot_traversals(served, x[0], path=args.out)
+    elif kind == "interpolation":
+        plotting.plot_interpolation(served, x[0], x[-1], steps=args.grid, method=args.method
+                                    if args.method in ("linear", "slerp") else "linear",
+                                    path=args.out)
+    print(json.dumps({"path": str(served.path), "kind": kind, "out": args.out,
+                      "examples": None if x is None else int(len(x))}))
+
+
+def cmd_export(args):
+    import tf_keras
+
+    import tfvae.models  # noqa: F401 - registers the classes load_model needs
+    from tfvae.exporting import export
+
+    model = tf_keras.models.load_model(args.model_file, safe_mode=True)
+    print(json.dumps({"export": str(export(model, args.model_dir))}))
+
+
+def cmd_serving_config(args):
+    from tfvae import serving
+
+    print(serving.serving_config(args.models_dir, version_policy=args.version_policy,
+                                 base_path=args.base_path), end="")
+    if args.batching:
+        with open(args.batching, "w") as out:
+            out.write(serving.batching_parameters(max_batch_size=args.max_batch_size))
+        _log(f"wrote TF Serving batching parameters to {args.batching}")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="tfvae", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def data_flags(p, default_split=None):
+        p.add_argument("--dataset", default="digits",
+                       help="digits (embedded, default), mnist, fashion_mnist, binarized_mnist, "
+                            "or any TFDS image dataset")
+        p.add_argument("--data-dir", help="TFDS data folder (or the folder of binarized_mnist.npz)")
+        p.add_argument("--binarize", choices=["dynamic", "static"], help="binarize the images")
+        p.add_argument("--batch-size", type=_positive_int, default=128)
+        p.add_argument("--take", type=_positive_int, help="use only the first N examples of each split")
+        p.add_argument("--offline", action="store_true", help="never try to download data")
+        p.add_argument("--seed", type=_non_negative_int, default=0)
+        if default_split:
+            p.add_argument("--split", default=default_split)
+
+    p = commands.add_parser("models", help="list the models")
+    p.set_defaults(run=cmd_models)
+
+    p = commands.add_parser("train", help="train a model with model.fit, evaluate, export")
+    p.add_argument("model", help="a registered model name (see `tfvae models`)")
+    data_flags(p)
+    p.add_argument("--epochs", type=_positive_int, default=10)
+    p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam's learning rate")
+    p.add_argument("--latent-dim", type=_positive_int)
+    p.add_argument("--hidden-units", type=_widths, help="comma-separated widths, e.g. 512,256")
+    p.add_argument("--network", choices=["mlp", "conv"])
+    p.add_argument("--likelihood", choices=["bernoulli", "gaussian", "discretized_logistic"])
+    p.add_argument("--beta", type=_non_negative_float)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="any other constructor argument, e.g. --set free_bits=0.5")
+    p.add_argument("--export", metavar="DIR", help="export to DIR/<next version>")
+    p.add_argument("--save", metavar="FILE.keras", help="also save the Keras model")
+    p.add_argument("--logdir", help="TensorBoard log folder")
+    p.add_argument("--checkpoint-dir", metavar="DIR",
+                   help="checkpoint every epoch in DIR and, when DIR holds a checkpoint, resume "
+                        "from it: a resumed run ends with the same weights as an uninterrupted "
+                        "one (trains without XLA)")
+    p.add_argument("--clip-norm", type=_positive_float, metavar="C",
+                   help="clip the gradient's global norm to C")
+    p.add_argument("--mixed-precision", choices=["mixed_float16", "mixed_bfloat16"],
+                   help="compute layers in 16 bits (float32 weights, log-probabilities and loss)")
+    p.add_argument("--strategy", default="default",
+                   choices=["default", "mirrored", "multiworker", "tpu"],
+                   help="tf.distribute strategy: mirrored (local GPUs), multiworker (machines "
+                        "listed in TF_CONFIG), tpu (untested); --batch-size is the global batch")
+    p.add_argument("--tpu", metavar="ADDRESS", help="with --strategy tpu: the TPU's name or "
+                   "grpc:// address (default: Colab's or the local TPU)")
+    p.set_defaults(run=cmd_train)
+
+    p = commands.add_parser("evaluate", help="score an export on a data split (TensorFlow only)")
+    p.add_argument("path", help="an export folder, e.g. saved_models/vae_digits")
+    p.add_argument("--version", type=_positive_int)
+    data_flags(p, default_split="test")
+    p.set_defaults(run=cmd_evaluate)
+
+    p = commands.add_parser("sample", help="draw samples from an export into a PNG grid")
+    p.add_argument("path")
+    p.add_argument("--version", type=_positive_int)
+    p.add_argument("--num", type=_positive_int, default=16)
+    p.add_argument("--seed", type=_non_negative_int, default=0,
+                   help="first seed; seeds are SEED..SEED+NUM-1")
+    p.add_argument("--out", default="samples.png")
+    p.set_defaults(run=cmd_sample)
+
+    p = commands.add_parser("plot", help="draw a figure of an export into a PNG")
+    p.add_argument("path", help="an export folder or a shipped model's name, e.g. vae_mnist")
+    p.add_argument("--kind", default="samples",
+                   choices=["samples", "reconstructions", "latent", "manifold", "traversals",
+                            "interpolation"])
+    p.add_argument("--version", type=_positive_int)
+    data_flags(p, default_split="test")
+    p.add_argument("--num", type=_positive_int, default=64,
+                   help="samples to draw, or test examples to plot (latent: try 2000)")
+    p.add_argument("--grid", type=_positive_int, default=15,
+                   help="manifold: images per side; interpolation: steps")
+    p.add_argument("--method", default="pca", choices=["pca", "tsne", "linear", "slerp"],
+                   help="latent: the projection (pca, tsne); interpolation: linear or slerp")
+    p.add_argument("--out", default="plot.png")
+    p.set_defaults(run=cmd_plot)
+
+    p = commands.add_parser("export", help="export a saved .keras model for TF Serving")
+    p.add_argument("model_file")
+    p.add_argument("model_dir", help="e.g. saved_models/NAME; writes the next version inside")
+    p.set_defaults(run=cmd_export)
+
+    p = commands.add_parser("serving-config",
+                            help="print a TF Serving model_config_list for every model in a folder")
+    p.add_argument("models_dir", help="e.g. saved_models/")
+    p.add_argument("--version-policy", default="latest",
+                   help="latest, latest:N, all or specific:1,3 (default: latest)")
+    p.add_argument("--base-path", default="/models",
+                   help="where the models folder is mounted in the server (default: /models)")
+    p.add_argument("--batching", metavar="FILE", help="also write a batching parameters file")
+    p.add_argument("--max-batch-size", type=int, default=256)
+    p.set_defaults(run=cmd_serving_config)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except (ValueError, FileNotFoundError, KeyError, TypeError, FloatingPointError) as error:
+        # Bad input gets one line, not a stack trace; anything else is a bug and shows one.
+        raise SystemExit(f"tfvae {args.command}: {type(error).__name__}: {error}") from None
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

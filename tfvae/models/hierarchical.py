@@ -1,0 +1,330 @@
+"""Hierarchical VAEs with L stochastic layers: the Markov-chain VAE (`hvae`) and the Ladder VAE
+(`ladder_vae`, Sønderby et al. 2016). REFERENCES.md gives the equations.
+
+Both share the generative model, top-down: p(z_L) = N(0, I), p(z_l | z_l+1) a diagonal Gaussian
+whose parameters an MLP computes from z_l+1, and p(x | z_1). They differ in inference:
+- `hvae`: bottom-up, q(z_1|x) q(z_2|z_1) ... q(z_L|z_L-1);
+- `ladder_vae`: a deterministic bottom-up pass gives an estimate of every layer, then top-down
+  inference combines each estimate with the prior p(z_l | z_l+1) by precision weighting, so the
+  top-down networks serve the generative model and the posterior alike.
+
+Layers are numbered from 1 (next to x) to L (the top); lists are in that order.
+"""
+import numbers
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from tfvae import layers, objectives
+from tfvae.models.base import check_shape_arg
+from tfvae.models.registry import register
+from tfvae.models.vae import VariationalModel
+
+
+def normalize_hidden_units(hidden_units, num_layers):
+    """(the config value, one tuple of widths per layer) from `hidden_units`: either widths
+    shared by every layer, e.g. (64, 64), or one tuple per layer, e.g. ((200, 200), (100, 100))."""
+    units = tuple(hidden_units)
+    if all(isinstance(u, numbers.Integral) for u in units):
+        config = tuple(int(u) for u in units)
+        per_layer = (config,) * num_layers
+    else:
+        try:
+            config = per_layer = tuple(tuple(int(u) for u in layer) for layer in units)
+        except TypeError:
+            raise ValueError(f"hidden_units={hidden_units!r} must be a tuple of widths or one "
+                             f"tuple of widths per layer") from None
+        if len(per_layer) != num_layers:
+            raise ValueError(f"hidden_units={hidden_units!r} has {len(per_layer)} entries for "
+                             f"{num_layers} stochastic layers")
+    if any(u < 1 for layer in per_layer for u in layer):
+        raise ValueError(f"hidden_units={hidden_units!r} must be positive integers")
+    return config, per_layer
+
+
+def mlp(input_shape, hidden_units, output_size=None, activation="relu", batch_norm=False,
+        name=None):
+    """[batch, *input_shape] -> [batch, output_size] (or the last hidden layer when
+    output_size is None): Flatten, then Dense (+ BatchNormalization) + activation per width."""
+    stack = [tf_keras.layers.InputLayer(input_shape=tuple(input_shape)),
+             tf_keras.layers.Flatten()]
+    for width in hidden_units:
+        if batch_norm:
+            stack += [tf_keras.layers.Dense(width), tf_keras.layers.BatchNormalization(),
+                      tf_keras.layers.Activation(activation)]
+        else:
+            stack.append(tf_keras.layers.Dense(width, activation=activation))
+    if output_size is not None:
+        stack.append(tf_keras.layers.Dense(output_size))
+    return tf_keras.Sequential(stack, name=name)
+
+
+def normal_per_seed(seeds, shape, stream):
+    """One N(0, I) draw of `shape` per int64 seed from the stateless seed pair (seed, stream):
+    deterministic for a seed, independent of the other seeds, a separate stream per layer."""
+    seeds = tf.convert_to_tensor(seeds, tf.int64)
+    pairs = tf.stack([seeds, tf.fill(tf.shape(seeds), tf.constant(stream, tf.int64))], axis=-1)
+    return tf.map_fn(lambda pair: tf.random.stateless_normal(shape, seed=pair), pairs,
+                     fn_output_signature=tf.TensorSpec(shape, tf.float32))
+
+
+class HierarchyBase(VariationalModel):
+    """What the hierarchical VAEs share: the top-down generative model, the ELBO over the
+    chain, ancestral sampling and the serving outputs. A subclass builds its inference
+    networks and defines `_features(x)` and `_infer(features, sample, training)` -> (qs, zs,
+    ps): per layer the posterior, its sample (or mean) and the prior at that sample's parents.
+
+    `kl_l` is E_q[log q(z_l|.) - log p(z_l|z_l+1)]: in closed form at the top, and below it
+    when q(z_l|.) does not depend on z_l's own children (`lower_kl_in_closed_form`), else the
+    one-sample Monte-Carlo estimate, as the chain's ELBO has it.
+    """
+
+    config_keys = ("input_shape", "latent_dims", "hidden_units", "likelihood",
+                   "likelihood_scale", "activation", "beta", "free_bits", "iwae_samples")
+    lower_kl_in_closed_form = False
+
+    def _init_hierarchy(self, input_shape, latent_dims, hidden_units, likelihood,
+                        likelihood_scale, activation, beta, free_bits, iwae_samples,
+                        batch_norm=False):
+        self._data_shape = check_shape_arg("input_shape", input_shape)
+        self.latent_dims = check_shape_arg("latent_dims", latent_dims)
+        self.hidden_units, self._units = normalize_hidden_units(hidden_units,
+                                                                len(self.latent_dims))
+        self._init_objective(beta, free_bits, iwae_samples)
+        self.likelihood, self.likelihood_scale = likelihood, likelihood_scale
+        self.activation = activation
+        dims, units = self.latent_dims, self._units
+
+        self.likelihood_head = layers.likelihood_head(likelihood, self._data_shape,
+                                                      scale=likelihood_scale, name="likelihood")
+        self.decoder = mlp((dims[0],), units[0][::-1],
+                           self.likelihood_head.params_size(), activation, batch_norm,
+                           name="decoder")
+        # p(z_l | z_l+1) mirrors the networks between layers l and l+1 (widths reversed).
+        self.prior_nets = [mlp((dims[i + 1],), units[i + 1][::-1], 2 * dims[i], activation,
+                               batch_norm, name=f"prior_{i + 1}") for i in range(len(dims) - 1)]
+        self.prior_heads = [layers.GaussianPosterior((dims[i],), name=f"prior_head_{i + 1}")
+                            for i in range(len(dims) - 1)]
+
+    @property
+    def num_layers(self):
+        return len(self.latent_dims)
+
+    @property
+    def latent_shape(self):
+        """The shape of z_1, the code `decode` takes."""
+        return (self.latent_dims[0],)
+
+    def decode(self, z, training=False):
+        """p(x | z_1)."""
+        return self.likelihood_head(self.decoder(z, training=training))
+
+    def _prior_params(self, i, z_above, training=False):
+        return self.prior_nets[i](z_above, training=training)
+
+    def _top_prior(self):
+        return layers.standard_normal((self.latent_dims[-1],))
+
+    # ---- the objective ---------------------------------------------------------------------
+    def _chain(self, x, features, training=False):
+        qs, zs, ps = self._infer(features, sample=True, training=training)
+        kls, log_ratio = [], 0.0
+        for l, (q, z, p) in enumerate(zip(qs, zs, ps), start=1):
+            if l == self.num_layers or self.lower_kl_in_closed_form:
+                kls.append(objectives.kl_divergence(q, p, z))
+            else:
+                kls.append(q.log_prob(z) - p.log_prob(z))
+            log_ratio += p.log_prob(z) - q.log_prob(z)
+        return {"log_px": self.decode(zs[0], training=training).log_prob(x), "kls": kls,
+                "log_ratio": log_ratio}
+
+    # ---- deterministic views of the posterior ------------------------------------------------
+    def encode(self, x, training=False):
+        """The posteriors q(z_1|.), ..., q(z_L|.) along the mean path: each layer's posterior
+        given its parents set to their posterior means (a list of distributions)."""
+        qs, _, _ = self._infer(self._features(x, training=training), sample=False,
+                               training=training)
+        return qs
+
+    def code(self, x, training=False):
+        """The mean-path z_1: what `call` and `reconstruct` decode."""
+        return self.encode(x, training=training)[0].mean()
+
+    def _posterior_means(self, x):
+        return [q.mean() for q in self.encode(x)]
+
+    # ---- sampling ------------------------------------------------------------------------------
+    def ancestral_sample(self, seeds, training=False):
+        """[z_1, ..., z_L] drawn top-down, z_L ~ N(0, I) then z_l ~ p(z_l | z_l+1), one per
+        seed; layer l uses the stateless stream (seed, L - l)."""
+        top = self.num_layers - 1
+        zs = [normal_per_seed(seeds, (self.latent_dims[top],), 0)]
+        for i in reversed(range(top)):
+            p = self.prior_heads[i](self._prior_params(i, zs[0], training=training))
+            eps = normal_per_seed(seeds, (self.latent_dims[i],), top - i)
+            zs.insert(0, p.mean() + p.stddev() * eps)
+        return zs
+
+    def sample_latent(self, seeds):
+        return self.ancestral_sample(seeds)[0]
+
+    # ---- serving ---------------------------------------------------------------------------------
+    def encode_outputs(self, x):
+        features = self._features(x)
+        qs, _, _ = self._infer(features, sample=False)
+        _, zs, _ = self._infer(features, sample=True)
+        out = {"mean": qs[0].mean(), "stddev": qs[0].stddev(), "z": zs[0]}
+        for l, (q, z) in enumerate(zip(qs, zs), start=1):
+            out.update({f"mean_{l}": q.mean(), f"stddev_{l}": q.stddev(), f"z_{l}": z})
+        return out
+
+    def sample_outputs(self, seeds):
+        zs = self.ancestral_sample(seeds)
+        out = {"z": zs[0], "x": self.decode(zs[0]).mean()}
+        out.update({f"z_{l}": z for l, z in enumerate(zs, start=1)})
+        return out
+
+    def card_info(self):
+        layers_text = ", ".join(f"z_{l} [{d}]" for l, d in enumerate(self.latent_dims, start=1))
+        return {"latent_layers": list(self.latent_dims), "signatures": {
+            "encode": (f"x [batch, *input_shape] float32 -> for every layer l = 1..{self.num_layers} "
+                       f"({layers_text}): mean_l, stddev_l, the posterior's parameters along the "
+                       f"mean path (each layer's parents set to their posterior means), and z_l, "
+                       f"one joint sample of the whole posterior; mean, stddev, z repeat layer 1"),
+            "decode": "z [batch, latent_shape] float32 (z_1, the layer next to x) -> x, the "
+                      "likelihood's mean",
+            "sample": (f"seed [batch] int64 -> z_1..z_{self.num_layers} drawn top-down from the "
+                       f"prior, z (= z_1) and x, the likelihood's mean at z_1; deterministic per seed"),
+            "reconstruct": "x [batch, *input_shape] float32 -> x, the likelihood's mean at the "
+                           "mean-path z_1; also serving_default",
+        }}
+
+
+@register("hvae")
+class HierarchicalVAE(HierarchyBase):
+    """A VAE with L stochastic layers as a Markov chain.
+
+    Inference q(z_1|x) q(z_2|z_1) ... q(z_L|z_L-1), generation p(z_L) p(z_L-1|z_L) ... p(x|z_1),
+    every conditional a diagonal Gaussian (the likelihood's at x). The loss is the negative ELBO
+    of the whole chain; `fit` reports `loss`, `elbo`, `reconstruction`, `kl` and the per-layer
+    `kl_1` ... `kl_L` (Monte-Carlo below the top, where q(z_l+1|z_l) depends on z_l).
+
+    Args:
+        input_shape: shape of one example, e.g. (28, 28, 1).
+        latent_dims: size of each stochastic layer, z_1 (next to x) first.
+        hidden_units: widths of the MLPs between layers: one tuple shared by all, or one per
+            layer, ((x to z_1), (z_1 to z_2), ...); generative networks mirror them.
+        likelihood, likelihood_scale: as for `VAE`.
+        activation: hidden layers' activation.
+        beta, free_bits, iwae_samples: the objective, as for `VAE`; the free-bits floor is per
+            layer.
+
+    Example (IWAE's two-layer model):
+        model = HierarchicalVAE(input_shape=(28, 28, 1), latent_dims=(100, 50),
+                                hidden_units=((200, 200), (100, 100)))
+    """
+
+    def __init__(self, input_shape=(28, 28, 1), latent_dims=(100, 50),
+                 hidden_units=((200, 200), (100, 100)), likelihood="bernoulli",
+                 likelihood_scale=None, activation="relu", beta=1.0, free_bits=0.0,
+                 iwae_samples=1, name="hvae", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self._init_hierarchy(input_shape, latent_dims, hidden_units, likelihood,
+                             likelihood_scale, activation, beta, free_bits, iwae_samples)
+        dims, units = self.latent_dims, self._units
+        self.posterior_heads = [layers.GaussianPosterior((d,), name=f"posterior_{i + 1}")
+                                for i, d in enumerate(dims)]
+        self.encoder = mlp(self._data_shape, units[0], 2 * dims[0], activation, name="encoder")
+        self.inference_nets = [mlp((dims[i - 1],), units[i], 2 * dims[i], activation,
+                                   name=f"inference_{i + 1}") for i in range(1, len(dims))]
+        self._finish_init(self._metric_names())
+
+    def _features(self, x, training=False):
+        return self.encoder(x, training=training)
+
+    def _infer(self, features, sample=True, training=False):
+        qs, zs = [], []
+        params = features
+        for i in range(self.num_layers):
+            if i > 0:
+                params = self.inference_nets[i - 1](zs[-1], training=training)
+            q = self.posterior_heads[i](params)
+            qs.append(q)
+            zs.append(q.sample() if sample else q.mean())
+        ps = [self.prior_heads[i](self._prior_params(i, zs[i + 1], training=training))
+              for i in range(self.num_layers - 1)] + [self._top_prior()]
+        return qs, zs, ps
+
+
+@register("ladder_vae")
+class LadderVAE(HierarchyBase):
+    """The Ladder VAE (Sønderby et al. 2016).
+
+    A deterministic bottom-up pass d_1 = MLP(x), d_l = MLP(d_l-1) gives at every layer an
+    estimate N(mu_hat_l, sigma_hat_l^2); inference then runs top-down: q(z_L|x) is the top
+    estimate, and q(z_l|z_l+1, x) the precision-weighted combination of the estimate with the
+    prior p(z_l|z_l+1), whose network is the generative model's own. Every KL term is then in
+    closed form given the layer above. `fit` reports `kl_1` ... `kl_L` besides the totals.
+    Train it with `tfvae.callbacks.KLWarmup` as the paper does.
+
+    Args:
+        input_shape: shape of one example.
+        latent_dims: size of each stochastic layer, z_1 (next to x) first.
+        hidden_units: the widths of each bottom-up MLP, one tuple shared by all or one per
+            layer (non-empty); the top-down MLPs mirror them.
+        likelihood, likelihood_scale, activation: as for `VAE`.
+        batch_norm: batch normalization after every hidden Dense layer.
+        beta, free_bits, iwae_samples: the objective, as for `VAE` (free bits per layer).
+
+    Example (the paper's MNIST model):
+        model = LadderVAE(input_shape=(28, 28, 1), latent_dims=(64, 32, 16, 8, 4),
+                          hidden_units=((512, 512), (256, 256), (128, 128), (64, 64), (32, 32)),
+                          batch_norm=True)
+    """
+
+    config_keys = HierarchyBase.config_keys + ("batch_norm",)
+    lower_kl_in_closed_form = True
+
+    def __init__(self, input_shape=(28, 28, 1), latent_dims=(64, 32, 16, 8, 4),
+                 hidden_units=((512, 512), (256, 256), (128, 128), (64, 64), (32, 32)),
+                 likelihood="bernoulli", likelihood_scale=None, activation="relu",
+                 batch_norm=False, beta=1.0, free_bits=0.0, iwae_samples=1, name="ladder_vae",
+                 **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.batch_norm = bool(batch_norm)
+        self._init_hierarchy(input_shape, latent_dims, hidden_units, likelihood,
+                             likelihood_scale, activation, beta, free_bits, iwae_samples,
+                             batch_norm=self.batch_norm)
+        dims, units = self.latent_dims, self._units
+        if any(not layer for layer in units):
+            raise ValueError(f"hidden_units={hidden_units!r}: every bottom-up MLP needs at "
+                             f"least one hidden layer")
+        self.bottom_up = [mlp(self._data_shape if i == 0 else (units[i - 1][-1],), units[i],
+                              None, activation, self.batch_norm, name=f"bottom_up_{i + 1}")
+                          for i in range(len(dims))]
+        self.estimates = [tf_keras.layers.Dense(2 * d, name=f"estimate_{i + 1}")
+                          for i, d in enumerate(dims)]
+        self.top_posterior = layers.GaussianPosterior((dims[-1],), name=f"posterior_{len(dims)}")
+        self.posterior_heads = [layers.PrecisionWeightedGaussian((d,), name=f"posterior_{i + 1}")
+                                for i, d in enumerate(dims[:-1])]
+        self._finish_init(self._metric_names())
+
+    def _features(self, x, training=False):
+        """The bottom-up estimates' params [mu_hat, raw sigma_hat], one tensor per layer."""
+        estimates, h = [], x
+        for net, head in zip(self.bottom_up, self.estimates):
+            h = net(h, training=training)
+            estimates.append(head(h))
+        return estimates
+
+    def _infer(self, features, sample=True, training=False):
+        q = self.top_posterior(features[-1])
+        qs, zs, ps = [q], [q.sample() if sample else q.mean()], [self._top_prior()]
+        for i in reversed(range(self.num_layers - 1)):
+            prior_params = self._prior_params(i, zs[0], training=training)
+            q = self.posterior_heads[i](tf.concat([features[i], prior_params], axis=-1))
+            qs.insert(0, q)
+            zs.insert(0, q.sample() if sample else q.mean())
+            ps.insert(0, self.prior_heads[i](prior_params))
+        return qs, zs, ps

@@ -1,0 +1,244 @@
+"""The VAE with an inverse autoregressive flow posterior (Kingma et al. 2016).
+
+The encoder gives a diagonal Gaussian N(mu_0, sigma_0^2) and a context h; T flow steps then
+transform its sample, each z_t = sigma_t * z_t-1 + (1 - sigma_t) * m_t with [m_t, s_t] =
+MADE_t(z_t-1, h) and sigma_t = sigmoid(s_t). The Jacobian of each step is triangular, so
+
+    log q(z_T|x) = log N(z_0; mu_0, sigma_0^2) - sum_t sum_i log sigma_t,i
+
+exactly, and the KL to the prior is estimated by Monte Carlo at the sample.
+"""
+import math
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from tfvae import layers, networks
+from tfvae.models.base import check_positive_int, check_shape_arg, stateless_normal_per_seed
+from tfvae.models.registry import register
+from tfvae.models.vae import VariationalModel
+
+
+def made_masks(event_size, hidden_units, reverse=False):
+    """MADE's connectivity masks (Germain et al. 2015): one [fan_in, fan_out] 0/1 matrix per
+    layer, inputs -> hidden -> ... -> outputs, such that output i depends on the inputs before i
+    in the order (1..D, or D..1 when `reverse`) only."""
+    input_degrees = np.arange(1, event_size + 1)
+    if reverse:
+        input_degrees = input_degrees[::-1]
+    degrees = [input_degrees]
+    for width in hidden_units:
+        # Hidden degrees cycle over 1..D-1: a unit of degree k sees inputs of degree <= k.
+        degrees.append(np.arange(width) % max(event_size - 1, 1) + 1)
+    masks = [(d_out[None, :] >= d_in[:, None]).astype(np.float32)
+             for d_in, d_out in zip(degrees[:-1], degrees[1:])]
+    # An output of degree k may only see hidden units of degree < k (strictly).
+    masks.append((input_degrees[None, :] > degrees[-1][:, None]).astype(np.float32))
+    return masks
+
+
+@tf_keras.saving.register_keras_serializable(package="tfvae")
+class AutoregressiveStep(tf_keras.layers.Layer):
+    """One IAF step's network: a MADE over z [batch, D] conditioned on a context h [batch, C],
+    returning (m, s), each [batch, D], with m_i and s_i depending on z's earlier entries (in
+    the step's order) and on h only.
+
+    The context feeds the first hidden layer and the outputs without masks. The bias of s
+    starts at `initial_gate_bias` so that sigma_t = sigmoid(s) starts near 1 and the flow near
+    the identity, as Kingma et al. advise.
+    """
+
+    def __init__(self, event_size, context_size, hidden_units=(64,), reverse=False,
+                 activation="relu", initial_gate_bias=2.0, **kwargs):
+        super().__init__(**kwargs)
+        self.event_size, self.context_size = int(event_size), int(context_size)
+        self.hidden_units = tuple(int(u) for u in hidden_units)
+        self.reverse, self.activation = bool(reverse), activation
+        self.initial_gate_bias = float(initial_gate_bias)
+        self._masks = [tf.constant(m) for m in made_masks(self.event_size, self.hidden_units,
+                                                          self.reverse)]
+        self._activation = tf_keras.activations.get(activation)
+
+    def build(self, input_shape):
+        sizes = (self.event_size,) + self.hidden_units
+        self.kernels, self.biases = [], []
+        for i, (fan_in, fan_out) in enumerate(zip(sizes, self.hidden_units)):
+            self.kernels.append(self.add_weight(f"kernel_{i}", (fan_in, fan_out),
+                                                initializer="glorot_uniform"))
+            self.biases.append(self.add_weight(f"bias_{i}", (fan_out,), initializer="zeros"))
+        last = sizes[-1]
+        self.m_kernel = self.add_weight("m_kernel", (last, self.event_size),
+                                        initializer="glorot_uniform")
+        self.s_kernel = self.add_weight("s_kernel", (last, self.event_size),
+                                        initializer="glorot_uniform")
+        self.m_bias = self.add_weight("m_bias", (self.event_size,), initializer="zeros")
+        self.s_bias = self.add_weight(
+            "s_bias", (self.event_size,),
+            initializer=tf_keras.initializers.Constant(self.initial_gate_bias))
+        first = self.hidden_units[0] if self.hidden_units else 0
+        self.context_kernel = self.add_weight("context_kernel", (self.context_size, first),
+                                              initializer="glorot_uniform")
+        self.context_output_kernel = self.add_weight(
+            "context_output_kernel", (self.context_size, 2 * self.event_size),
+            initializer="glorot_uniform")
+        super().build(input_shape)
+
+    def call(self, z, context):
+        h = z
+        for i, (kernel, bias) in enumerate(zip(self.kernels, self.biases)):
+            h = tf.matmul(h, kernel * self._masks[i]) + bias
+            if i == 0:
+                h += tf.matmul(context, self.context_kernel)
+            h = self._activation(h)
+        direct_m, direct_s = tf.split(tf.matmul(context, self.context_output_kernel), 2, axis=-1)
+        m = tf.matmul(h, self.m_kernel * self._masks[-1]) + self.m_bias + direct_m
+        s = tf.matmul(h, self.s_kernel * self._masks[-1]) + self.s_bias + direct_s
+        return m, s
+
+    def get_config(self):
+        return {**super().get_config(), "event_size": self.event_size,
+                "context_size": self.context_size, "hidden_units": self.hidden_units,
+                "reverse": self.reverse, "activation": self.activation,
+                "initial_gate_bias": self.initial_gate_bias}
+
+
+@register("iaf_vae")
+class IAFVAE(VariationalModel):
+    """A VAE whose posterior is a diagonal Gaussian followed by `flow_steps` steps of inverse
+    autoregressive flow, the order of the variables reversed from one step to the next.
+
+    log q(z|x) is exact (through the log-determinants) and the KL is its one-sample Monte-Carlo
+    estimate log q(z|x) - log p(z); `fit` reports `loss`, `elbo`, `reconstruction`, `kl`.
+
+    Args:
+        input_shape: shape of one example.
+        latent_dim: size of z.
+        hidden_units: the encoder MLP's widths (the decoder mirrors them).
+        flow_steps: T, the number of IAF steps (0: a VAE with a Monte-Carlo KL).
+        flow_hidden_units: widths of each step's MADE.
+        context_dim: size of the context h the encoder passes to every step.
+        likelihood, likelihood_scale, activation: as for `VAE`.
+        beta, free_bits, iwae_samples: the objective, as for `VAE`.
+
+    Example:
+        model = IAFVAE(input_shape=(28, 28, 1), latent_dim=32, flow_steps=4)
+    """
+
+    config_keys = ("input_shape", "latent_dim", "hidden_units", "flow_steps",
+                   "flow_hidden_units", "context_dim", "likelihood", "likelihood_scale",
+                   "activation", "beta", "free_bits", "iwae_samples")
+
+    def __init__(self, input_shape=(28, 28, 1), latent_dim=32, hidden_units=(512, 256),
+                 flow_steps=2, flow_hidden_units=(64, 64), context_dim=32,
+                 likelihood="bernoulli", likelihood_scale=None, activation="relu", beta=1.0,
+                 free_bits=0.0, iwae_samples=1, name="iaf_vae", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self._data_shape = check_shape_arg("input_shape", input_shape)
+        self.latent_dim = check_positive_int("latent_dim", latent_dim)
+        self.hidden_units = tuple(int(u) for u in hidden_units)
+        networks.check_network_args("mlp", self._data_shape, self.hidden_units)
+        if isinstance(flow_steps, bool) or int(flow_steps) != flow_steps or flow_steps < 0:
+            raise ValueError(f"flow_steps={flow_steps!r} must be an integer >= 0")
+        self.flow_steps = int(flow_steps)
+        self.flow_hidden_units = tuple(int(u) for u in flow_hidden_units)
+        if not self.flow_hidden_units or any(u < 1 for u in self.flow_hidden_units):
+            raise ValueError(f"flow_hidden_units={flow_hidden_units!r} must be one or more "
+                             f"positive widths")
+        self.context_dim = check_positive_int("context_dim", context_dim)
+        self._init_objective(beta, free_bits, iwae_samples)
+        self.likelihood, self.likelihood_scale = likelihood, likelihood_scale
+        self.activation = activation
+
+        self.base_posterior = layers.GaussianPosterior((self.latent_dim,), name="posterior")
+        self.likelihood_head = layers.likelihood_head(likelihood, self._data_shape,
+                                                      scale=likelihood_scale, name="likelihood")
+        self.encoder = networks.encoder_body(
+            self._data_shape, self.hidden_units,
+            self.base_posterior.params_size() + self.context_dim, "mlp", activation)
+        self.decoder = networks.decoder_body(self.latent_dim, self._data_shape, self.hidden_units,
+                                             self.likelihood_head.params_per_element, "mlp",
+                                             activation)
+        self.flow_layers = [AutoregressiveStep(self.latent_dim, self.context_dim,
+                                               self.flow_hidden_units, reverse=t % 2 == 1,
+                                               activation=activation, name=f"iaf_step_{t + 1}")
+                            for t in range(self.flow_steps)]
+        self._finish_init(self._metric_names())
+
+    @property
+    def latent_shape(self):
+        return (self.latent_dim,)
+
+    def prior(self):
+        return layers.standard_normal(self.latent_shape)
+
+    def _split(self, features):
+        size = self.base_posterior.params_size()
+        return self.base_posterior(features[:, :size]), features[:, size:]
+
+    def encode(self, x, training=False):
+        """The base Gaussian N(mu_0, sigma_0^2) (before the flow)."""
+        return self._split(self._features(x, training=training))[0]
+
+    def decode(self, z, training=False):
+        return self.likelihood_head(self.decoder(z, training=training))
+
+    def _features(self, x, training=False):
+        return self.encoder(x, training=training)
+
+    def flow(self, features, eps):
+        """(z_T, log q(z_T|x)) for the base noise eps [batch, D]."""
+        q0, context = self._split(features)
+        mu, sigma = q0.mean(), q0.stddev()
+        z = mu + sigma * eps
+        log_q = -tf.reduce_sum(0.5 * eps ** 2 + 0.5 * math.log(2 * math.pi) + tf.math.log(sigma),
+                               axis=-1)
+        for step in self.flow_layers:
+            m, s = step(z, context)
+            log_gate = tf.math.log_sigmoid(s)
+            gate = tf.exp(log_gate)
+            z = gate * z + (1.0 - gate) * m          # the numerically stable update
+            log_q -= tf.reduce_sum(log_gate, axis=-1)
+        return z, log_q
+
+    def _chain(self, x, features, training=False):
+        eps = tf.random.normal([tf.shape(features)[0], self.latent_dim])
+        z, log_q = self.flow(features, eps)
+        log_ratio = self.prior().log_prob(z) - log_q
+        return {"log_px": self.decode(z, training=training).log_prob(x), "kls": [-log_ratio],
+                "log_ratio": log_ratio}
+
+    def code(self, x, training=False):
+        """The flow applied to the base Gaussian's mean (eps = 0): a deterministic code."""
+        features = self._features(x, training=training)
+        return self.flow(features, tf.zeros([tf.shape(features)[0], self.latent_dim]))[0]
+
+    def _posterior_means(self, x, num_samples=16):
+        # E_q[z] has no closed form under the flow: average a few posterior samples.
+        features = self._features(x)
+        samples = [self.flow(features, tf.random.normal([tf.shape(features)[0], self.latent_dim]))[0]
+                   for _ in range(num_samples)]
+        return [tf.add_n(samples) / num_samples]
+
+    def sample_latent(self, seeds):
+        return stateless_normal_per_seed(seeds, self.latent_shape)
+
+    def encode_outputs(self, x):
+        features = self._features(x)
+        q0, _ = self._split(features)
+        eps = tf.random.normal([tf.shape(features)[0], self.latent_dim])
+        return {"mean": q0.mean(), "stddev": q0.stddev(), "z": self.flow(features, eps)[0],
+                "code": self.flow(features, tf.zeros_like(eps))[0]}
+
+    def card_info(self):
+        return {"signatures": {
+            "encode": ("x [batch, *input_shape] float32 -> mean, stddev: the base Gaussian "
+                       "q_0(z_0|x) before the flow; z: one sample of the flowed posterior "
+                       f"q(z|x) ({self.flow_steps} IAF steps, not Gaussian); code: the flow "
+                       "applied to the base mean, the deterministic code reconstruct decodes"),
+            "decode": "z [batch, latent_dim] float32 -> x, the likelihood's mean",
+            "sample": "seed [batch] int64 -> z ~ N(0, I), x the likelihood's mean; "
+                      "deterministic per seed",
+            "reconstruct": "x [batch, *input_shape] float32 -> x, the likelihood's mean at "
+                           "code; also serving_default",
+        }}
