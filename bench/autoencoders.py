@@ -115,7 +115,8 @@ def main(argv=None):
         row["linear_ae_over_pca"] = row["linear_ae"] / row["pca"] - 1
         results[str(k)] = {key: round(value, 6) for key, value in row.items()}
     print(json.dumps({
-        "benchmark": "autoencoders", "dataset": "mnist" + (" (quick: 2000 images)" if args.quick else ""),
+        "benchmark": "autoencoders",
+        "dataset": "mnist" + (" (quick: 2000 images)" if args.quick else ""),
         "metric": "test reconstruction MSE per pixel (likelihood mean vs image in [0, 1])",
         "settings": {"epochs": args.epochs, "linear_epochs": args.linear_epochs, "lr": args.lr,
                      "linear_lr": args.linear_lr, "batch_size": args.batch_size,

@@ -39,8 +39,8 @@ MNIST = (28, 28, 1)
 VAES = ("vae", "hvae", "ladder_vae", "iaf_vae")
 
 # name -> (constructor arguments, epochs, KL warm-up epochs). Sizes keep each export < 3 MB.
-# Epochs: what fitted ~30 minutes of training in all on the shared 2-core machine (one VAE
-# epoch took 6-18 s there depending on the other jobs, a contractive one ~70 s).
+# Epochs: what fitted ~30 minutes of training in all on the shared 2-core machine (an epoch
+# took 3-18 s there depending on the other jobs; a contractive one 17-70 s, without XLA).
 ZOO = {
     "vae": (dict(latent_dim=32, hidden_units=(256, 128)), 25, 0),
     "hvae": (dict(latent_dims=(32, 16), hidden_units=((256, 128), (64, 64))), 20, 0),
@@ -53,10 +53,10 @@ ZOO = {
                           noise_level=0.25), 12, 0),
     "sparse_ae": (dict(latent_dim=32, hidden_units=(256, 128), sparsity_weight=1.0, rho=0.05),
                   12, 0),
-    "contractive_ae": (dict(latent_dim=16, hidden_units=(256, 128), contractive_weight=0.1), 4, 0),
+    "contractive_ae": (dict(latent_dim=16, hidden_units=(256, 128), contractive_weight=0.1), 12, 0),
 }
-# XLA took over 5 minutes to compile the contractive penalty's batch_jacobian (not finished);
-# without it a step takes ~0.15 s.
+# XLA took over 5 minutes to compile the contractive penalty's batch_jacobian (then stopped);
+# without it a step takes 0.04-0.15 s.
 NO_XLA = {"contractive_ae"}
 BATCH_SIZE = 128
 LEARNING_RATE = 1e-3
@@ -220,14 +220,16 @@ def write_card_readme(model_dir):
         f"- train: {card['data']['train']}",
         f"- test: {card['data']['test']}", "",
         "## Configuration", "",
-        "```json", json.dumps(config, indent=1), "```", "",
+        f"`tfvae.models.get(\"{name}\", **config)` with:", "",
+        "| argument | value |", "| --- | --- |",
+        *(f"| `{key}` | `{json.dumps(value)}` |" for key, value in config.items()), "",
         "## Training", "",
         "From the repository root (reads MNIST from `../shared/data/tensorflow_datasets`):", "",
         "```sh", t["command"], "```", "",
         f"{t['epochs']} epochs, batch {t['batch_size']}, {t['optimizer']}, seed {t['seed']}"
         + (f", KL warm-up over {t['kl_warmup_epochs']} epochs" if t.get("kl_warmup_epochs") else "")
         + f"; training took {t['wall_seconds']:.0f} s of wall time on {t['machine']}, "
-        f"the evaluation {t['eval_seconds']:.0f} s.", "",
+        f"the evaluation {t['eval_seconds']:.1f} s.", "",
         "## Test metrics", "",
     ]
     if "test_elbo" in m:
@@ -237,8 +239,8 @@ def write_card_readme(model_dir):
             f"{m['test_elbo_examples']:,} test images |",
             f"| importance-sampled log p(x), k = {m['test_log_likelihood_k']} | "
             f"{m['test_log_likelihood']:.2f} | the first {m['test_log_likelihood_examples']:,} |", "",
-            "Short training on small networks: far from the papers' figures (about -85 nats), "
-            "which take thousands of epochs.", ""]
+            "A short training of small networks: the papers' models train for thousands of "
+            "epochs (REFERENCES.md), so these are not their figures.", ""]
     else:
         lines += [
             "| metric | value | on |", "| --- | --- | --- |",
@@ -272,8 +274,9 @@ def write_index(out):
         "project's 2-core development machine (shared with other jobs, so timings are noisy).", "",
         "| model | class | epochs | wall time | test metric | size |",
         "| --- | --- | --- | --- | --- | --- |", *rows, "",
-        "Regenerate: `python bench/train_zoo.py --overwrite` (all models), then "
-        "`python bench/train_zoo.py --cards-only` rewrites the READMEs and figures.", ""])
+        "Regenerate everything (about 20 minutes here): `python bench/train_zoo.py --overwrite`; "
+        "one model: `--models NAME`; only the READMEs and figures, from the exports: "
+        "`--cards-only`.", ""])
     (Path(out) / "README.md").write_text(text)
 
 

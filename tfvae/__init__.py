@@ -24,6 +24,8 @@ _LAZY = {
     "objectives": ("tfvae.objectives", None),
     "layers": ("tfvae.layers", None),
     "callbacks": ("tfvae.callbacks", None),
+    "plotting": ("tfvae.plotting", None),
+    "serving": ("tfvae.serving", None),
     "export": ("tfvae.exporting", "export"),
     "load": ("tfvae.loading", "load"),
 }

@@ -302,7 +302,7 @@ def build_parser():
     data_flags(p)
     p.add_argument("--epochs", type=_positive_int, default=10)
     p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam's learning rate")
-    p.add_argument("--latent-dim", type=_positive_int)
+    p.add_argument("--latent-dim", type=int)  # the model names latent_dim if it is < 1
     p.add_argument("--hidden-units", type=_widths, help="comma-separated widths, e.g. 512,256")
     p.add_argument("--network", choices=["mlp", "conv"])
     p.add_argument("--likelihood", choices=["bernoulli", "gaussian", "discretized_logistic"])

@@ -138,7 +138,8 @@ def _check_arguments(name, split, batch_size, shuffle, seed, data_dir, with_labe
     validation.check_int("seed", seed, minimum=0)
     for argument, value in (("shuffle", shuffle), ("with_labels", with_labels),
                             ("download", download)):
-        if value is not None and not isinstance(value, (bool, np.bool_)):
+        allowed = isinstance(value, (bool, np.bool_)) or (argument == "shuffle" and value is None)
+        if not allowed:
             raise validation.WrongTypeError(f"{argument}={value!r} must be True or False")
     if data_dir is not None:
         validation.check_path("data_dir", data_dir)

@@ -227,7 +227,8 @@ class Checkpointer(tf_keras.callbacks.Callback):
         record = self.directory / self.RECORD
         if record.exists() and self.run:
             stored = json.loads(record.read_text())
-            differ = sorted(k for k in set(stored) | set(self.run) if stored.get(k) != self.run.get(k))
+            differ = sorted(k for k in set(stored) | set(self.run)
+                            if stored.get(k) != self.run.get(k))
             if differ:
                 details = "; ".join(f"{k}: {stored.get(k)!r} there, {self.run.get(k)!r} now"
                                     for k in differ)
@@ -259,9 +260,13 @@ class Checkpointer(tf_keras.callbacks.Callback):
         self._epochs.assign(epoch + 1)
         strategy = self.model.distribute_strategy
         if getattr(strategy.extended, "should_checkpoint", True):
+            record = self.directory / self.RECORD
+            if self.run and not record.exists():  # before the first checkpoint it describes
+                self.directory.mkdir(parents=True, exist_ok=True)
+                partial = record.with_suffix(".tmp")
+                partial.write_text(json.dumps(self.run, indent=1))
+                os.replace(partial, record)
             self._manager(self.directory).save(checkpoint_number=epoch + 1)
-            if self.run and not (self.directory / self.RECORD).exists():
-                (self.directory / self.RECORD).write_text(json.dumps(self.run, indent=1))
         else:  # a non-chief worker: save (collectively) to a folder of its own, then drop it
             task = getattr(getattr(strategy, "cluster_resolver", None), "task_id", 0)
             scratch = self.directory / f".worker-{task}"
@@ -310,8 +315,8 @@ class NonFiniteGuard(tf_keras.callbacks.Callback):
                         "from it")
         raise NonFiniteLossError(
             f"training stopped: {what}. Nothing non-finite was saved or exported; {kept}. Try a "
-            "lower learning rate, gradient clipping (clip_norm, --clip-norm) or float32, and "
-            "check the data for NaN or inf.")
+            "lower learning rate, gradient clipping (clip_norm, --clip-norm) or float32 instead "
+            "of mixed precision, and check the data for NaN or inf.")
 
 
 # ---- the resumable loop ------------------------------------------------------------------

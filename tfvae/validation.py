@@ -40,7 +40,7 @@ def check_int(name, value, minimum=1):
     """`value` as an int >= minimum; WrongTypeError for a non-integer, ValueError below minimum."""
     if not is_int(value):
         raise WrongTypeError(f"{name}={_show(value)} must be an integer >= {minimum}, "
-                        f"not {type(value).__name__}")
+                             f"not {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name}={_show(value)} must be an integer >= {minimum}")
     return int(value)
@@ -107,12 +107,14 @@ def check_like_default(name, value, default):
             raise WrongTypeError(f"{name}={_show(value)} must be True or False")
     elif is_int(default):
         if not is_int(value):
-            raise WrongTypeError(f"{name}={_show(value)} must be an integer, not {type(value).__name__}")
+            raise WrongTypeError(f"{name}={_show(value)} must be an integer, "
+                             f"not {type(value).__name__}")
     elif is_real(default):
         check_number(name, value)
     elif isinstance(default, str):
         if value is not None and not isinstance(value, str):
-            raise WrongTypeError(f"{name}={_show(value)} must be a string, not {type(value).__name__}")
+            raise WrongTypeError(f"{name}={_show(value)} must be a string, "
+                                 f"not {type(value).__name__}")
     elif isinstance(default, (tuple, list)):
         _check_int_leaves(name, value)
     elif default is None and is_real(value) and not math.isfinite(value):
@@ -123,14 +125,10 @@ def check_like_default(name, value, default):
 _KERAS_ARGUMENTS = ("trainable", "dtype", "dynamic", "autocast")
 
 
-def check_constructor_arguments(cls, base, args, kwargs):
-    """Type-check a model constructor's arguments against its defaults before it runs.
-
-    The defaults are read from the `__init__` signatures of `cls` and its parents up to `base`
-    (a variant that forwards `*args, **kwargs` inherits its parent's arguments), so every family
-    gets these checks without writing them; positional arguments are matched to the first
-    signature without `*args`.
-    """
+def constructor_defaults(cls, base):
+    """{argument: default} of `cls`'s constructor, read from its `__init__` and its parents' up
+    to `base` (a variant that forwards `*args, **kwargs` inherits its parent's arguments), and
+    the names its positional arguments go to (the first signature without `*args`)."""
     defaults, positional = {}, None
     for klass in cls.__mro__:
         if klass is base:
@@ -144,12 +142,20 @@ def check_constructor_arguments(cls, base, args, kwargs):
                 defaults.setdefault(p.name, p.default)
         if positional is None and not any(p.kind == p.VAR_POSITIONAL for p in params):
             positional = [p.name for p in params if p.kind == p.POSITIONAL_OR_KEYWORD]
-    named = dict(zip(positional or [], args))
+    return defaults, positional or []
+
+
+def check_constructor_arguments(cls, base, args, kwargs):
+    """Type-check a model constructor's arguments against their defaults (see
+    `check_like_default`) before it runs, so that every family gets these checks without writing
+    them; an argument no constructor in the chain takes is an error too."""
+    defaults, positional = constructor_defaults(cls, base)
+    named = dict(zip(positional, args))
     named.update(kwargs)
     for name, value in named.items():
         if name in defaults:
             check_like_default(name, value, defaults[name])
-        elif name not in _KERAS_ARGUMENTS and name not in (positional or []):
+        elif name not in _KERAS_ARGUMENTS and name not in positional:
             raise WrongTypeError(f"{cls.__name__}() got an unexpected argument {name!r}; it takes "
                                  f"{', '.join(sorted(defaults))}")
 

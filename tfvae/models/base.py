@@ -97,20 +97,26 @@ class LatentVariableModel(tf_keras.Model):
     def compile(self, optimizer=None, jit_compile="auto", **kwargs):
         """`compile()` with Adam(1e-3) unless told otherwise; the model brings its own loss.
 
-        jit_compile="auto" compiles the training step with XLA where that was measured to pay
-        on CPU (bench/throughput.py): MLP networks with a Bernoulli or Gaussian likelihood, where
-        it removes the framework's overhead. XLA's CPU convolutions and the discretized
-        logistic's many element-wise branches ran 1.5-2.5x slower compiled, so those stay off.
+        jit_compile="auto" compiles the training step with XLA where `xla_pays()` says it was
+        measured to pay, on one replica, unless `run_eagerly` is asked for.
         """
         if optimizer is None:
             optimizer = tf_keras.optimizers.Adam(1e-3)
         if jit_compile == "auto":
             # Not with several replicas: XLA needs the variables on the device it runs on, which
             # MirroredStrategy's replicas on one host's CPUs do not give it.
-            jit_compile = (getattr(self, "network", "mlp") == "mlp"
-                           and getattr(self, "likelihood", None) != "discretized_logistic"
+            jit_compile = (self.xla_pays() and not kwargs.get("run_eagerly")
                            and self.distribute_strategy.num_replicas_in_sync == 1)
         super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
+
+    def xla_pays(self):
+        """Whether XLA speeds this model's training step up on CPU (bench/throughput.py): yes for
+        MLP networks with a Bernoulli or Gaussian likelihood, where it removes the framework's
+        overhead; XLA's CPU convolutions and the discretized logistic's many element-wise
+        branches ran 1.5-2.5x slower compiled. A family overrides this where it measured
+        otherwise."""
+        return (getattr(self, "network", "mlp") == "mlp"
+                and getattr(self, "likelihood", None) != "discretized_logistic")
 
     @property
     def metrics(self):

@@ -188,14 +188,16 @@ class HierarchyBase(VariationalModel):
     def card_info(self):
         layers_text = ", ".join(f"z_{l} [{d}]" for l, d in enumerate(self.latent_dims, start=1))
         return {"latent_layers": list(self.latent_dims), "signatures": {
-            "encode": (f"x [batch, *input_shape] float32 -> for every layer l = 1..{self.num_layers} "
-                       f"({layers_text}): mean_l, stddev_l, the posterior's parameters along the "
-                       f"mean path (each layer's parents set to their posterior means), and z_l, "
-                       f"one joint sample of the whole posterior; mean, stddev, z repeat layer 1"),
+            "encode": (f"x [batch, *input_shape] float32 -> for every layer l = 1.."
+                       f"{self.num_layers} ({layers_text}): mean_l, stddev_l, the posterior's "
+                       f"parameters along the mean path (each layer's parents set to their "
+                       f"posterior means), and z_l, one joint sample of the whole posterior; "
+                       f"mean, stddev, z repeat layer 1"),
             "decode": "z [batch, latent_shape] float32 (z_1, the layer next to x) -> x, the "
                       "likelihood's mean",
             "sample": (f"seed [batch] int64 -> z_1..z_{self.num_layers} drawn top-down from the "
-                       f"prior, z (= z_1) and x, the likelihood's mean at z_1; deterministic per seed"),
+                       f"prior, z (= z_1) and x, the likelihood's mean at z_1; deterministic "
+                       f"per seed"),
             "reconstruct": "x [batch, *input_shape] float32 -> x, the likelihood's mean at the "
                            "mean-path z_1; also serving_default",
         }}

@@ -216,8 +216,8 @@ class IAFVAE(VariationalModel):
     def _posterior_means(self, x, num_samples=16):
         # E_q[z] has no closed form under the flow: average a few posterior samples.
         features = self._features(x)
-        samples = [self.flow(features, tf.random.normal([tf.shape(features)[0], self.latent_dim]))[0]
-                   for _ in range(num_samples)]
+        shape = [tf.shape(features)[0], self.latent_dim]
+        samples = [self.flow(features, tf.random.normal(shape))[0] for _ in range(num_samples)]
         return [tf.add_n(samples) / num_samples]
 
     def sample_latent(self, seeds):

@@ -68,7 +68,8 @@ class VariationalModel(LatentVariableModel):
         k = int(num_samples)
 
         def repeat(t):
-            return tf.tile(t, [k] + [1] * (t.shape.rank - 1))    # row i * batch + j: sample i of x_j
+            # Row i * batch + j holds sample i of example j.
+            return tf.tile(t, [k] + [1] * (t.shape.rank - 1))
 
         out = self._chain(repeat(x), tf.nest.map_structure(repeat, features), training=training)
         return tf.nest.map_structure(lambda t: tf.reshape(t, [k, -1]), out)
