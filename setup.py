@@ -29,7 +29,7 @@ setup(
     extras_require={
         # The gRPC client and its PredictRequest protos; REST and warm-up need neither.
         "serving": ["tensorflow-serving-api==2.21.*", "grpcio>=1.24.3,<2"],
-        "test": ["pytest", "hypothesis", "nbclient", "ipykernel",
+        "test": ["pytest", "hypothesis>=6.100", "nbclient", "ipykernel",
                  "tensorflow-serving-api==2.21.*", "grpcio>=1.24.3,<2"],
     },
     entry_points={"console_scripts": ["tfvae=tfvae.cli:main"]},

@@ -26,6 +26,7 @@ _LAZY = {
     "callbacks": ("tfvae.callbacks", None),
     "plotting": ("tfvae.plotting", None),
     "serving": ("tfvae.serving", None),
+    "training": ("tfvae.training", None),
     "export": ("tfvae.exporting", "export"),
     "load": ("tfvae.loading", "load"),
 }

@@ -226,11 +226,10 @@ class Checkpointer(tf_keras.callbacks.Callback):
         self._bind(model)
         record = self.directory / self.RECORD
         if record.exists() and self.run:
-            stored = json.loads(record.read_text())
-            differ = sorted(k for k in set(stored) | set(self.run)
-                            if stored.get(k) != self.run.get(k))
+            stored, now = _flat(json.loads(record.read_text())), _flat(self.run)
+            differ = sorted(k for k in set(stored) | set(now) if stored.get(k) != now.get(k))
             if differ:
-                details = "; ".join(f"{k}: {stored.get(k)!r} there, {self.run.get(k)!r} now"
+                details = "; ".join(f"{k}: {stored.get(k)!r} there, {now.get(k)!r} now"
                                     for k in differ)
                 raise ValueError(f"checkpoint_dir {self.directory} holds another run ({details}); "
                                  "use another folder, or the same settings to resume it")
@@ -383,6 +382,17 @@ def _optimizer_record(optimizer):
     return {"class": type(inner).__name__,
             **{k: config.get(k) for k in ("learning_rate", "clipnorm", "global_clipnorm",
                                           "clipvalue")}}
+
+
+def _flat(record):
+    """{"config": {"latent_dim": 2}} -> {"config.latent_dim": 2}, to name what differs."""
+    flat = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{k}": v for k, v in _flat(value).items()})
+        else:
+            flat[key] = value
+    return flat
 
 
 def _plain(value):
