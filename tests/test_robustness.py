@@ -214,20 +214,12 @@ def test_mixed_precision_trains_without_nan(precision, digits):
     assert not training.non_finite_variables(model)
 
 
-MIXED_PRECISION_TODO = {
-    "iaf_vae": "AutoregressiveStep mixes float16 and float32 inputs (tfvae/models/iaf.py)",
-    "sparse_ae": "the penalties are float16 and are added to the float32 loss (autoencoders.py)",
-}
-
-
 @pytest.mark.parametrize("name", sorted(
     {"vae", "hvae", "ladder_vae", "iaf_vae", "ae", "denoising_ae", "sparse_ae", "contractive_ae"}))
 @pytest.mark.parametrize("precision", ["mixed_float16"], indirect=True)
 def test_every_family_keeps_its_terms_in_float32_under_mixed_precision(name, precision, digits):
     from test_battery import CASES
 
-    if name in MIXED_PRECISION_TODO:
-        pytest.xfail(MIXED_PRECISION_TODO[name])
     kwargs = next(kwargs for case, kwargs in CASES if case == name)
     model = tfvae.models.get(name, input_shape=DIGITS, **kwargs)
     terms = model.compute_terms(tf.constant(digits[:8]), training=True)

@@ -128,8 +128,9 @@ class AE(LatentVariableModel):
 
     # ---- the model -----------------------------------------------------------------------
     def code(self, x, training=False):
-        """f(x), the deterministic code, [batch, latent_dim]."""
-        return self._code_activation(self.encoder(x, training=training))
+        """f(x), the deterministic code, [batch, latent_dim], in float32 whatever the layer
+        policy: the penalties and the export's outputs use it."""
+        return tf.cast(self._code_activation(self.encoder(x, training=training)), tf.float32)
 
     def encode(self, x, training=False):
         """A point mass at the code: `.mean()` is the code and `.stddev()` zero."""

@@ -85,15 +85,18 @@ class AutoregressiveStep(tf_keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, z, context):
+        # Keras autocasts z only: the context and the float32 masks follow the compute dtype.
+        context = tf.cast(context, self.compute_dtype)
+        masks = [tf.cast(mask, self.compute_dtype) for mask in self._masks]
         h = z
         for i, (kernel, bias) in enumerate(zip(self.kernels, self.biases)):
-            h = tf.matmul(h, kernel * self._masks[i]) + bias
+            h = tf.matmul(h, kernel * masks[i]) + bias
             if i == 0:
                 h += tf.matmul(context, self.context_kernel)
             h = self._activation(h)
         direct_m, direct_s = tf.split(tf.matmul(context, self.context_output_kernel), 2, axis=-1)
-        m = tf.matmul(h, self.m_kernel * self._masks[-1]) + self.m_bias + direct_m
-        s = tf.matmul(h, self.s_kernel * self._masks[-1]) + self.s_bias + direct_s
+        m = tf.matmul(h, self.m_kernel * masks[-1]) + self.m_bias + direct_m
+        s = tf.matmul(h, self.s_kernel * masks[-1]) + self.s_bias + direct_s
         return m, s
 
     def get_config(self):
@@ -194,7 +197,8 @@ class IAFVAE(VariationalModel):
         log_q = -tf.reduce_sum(0.5 * eps ** 2 + 0.5 * math.log(2 * math.pi) + tf.math.log(sigma),
                                axis=-1)
         for step in self.flow_layers:
-            m, s = step(z, context)
+            # The step computes in the layer policy; the flow and log q stay in float32.
+            m, s = (tf.cast(t, tf.float32) for t in step(z, context))
             log_gate = tf.math.log_sigmoid(s)
             gate = tf.exp(log_gate)
             z = gate * z + (1.0 - gate) * m          # the numerically stable update
