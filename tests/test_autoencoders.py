@@ -12,7 +12,7 @@ from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
 
 import tfvae
-from tfvae.models.autoencoders import FitLatentDensity
+from tfvae.callbacks import FitLatentDensity
 from tfvae.models.base import stateless_normal_per_seed
 
 DIGITS = (8, 8, 1)
@@ -217,6 +217,22 @@ def test_gaussian_density_matches_the_codes(digits):
     np.testing.assert_allclose(samples.mean(0), codes.mean(0), atol=0.1 * scale.max())
     np.testing.assert_allclose(np.cov(samples, rowvar=False), np.cov(codes, rowvar=False),
                                atol=0.1 * scale.max() ** 2)
+
+
+@pytest.mark.parametrize("kwargs", [dict(kind="kde"), dict(kind="gmm", components=0),
+                                    dict(kind="gmm", components=2.5),
+                                    dict(kind="gmm", components=True)])
+def test_fit_latent_density_callback_checks_its_arguments_before_training(digits, kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs)) if len(kwargs) == 1 else "components"):
+        FitLatentDensity(digits, **kwargs)
+
+
+def test_fit_latent_density_callback_refuses_a_model_without_codes_before_training(digits):
+    model = tfvae.models.get("vae", input_shape=DIGITS, latent_dim=2, hidden_units=(8,))
+    model.compile()
+    with pytest.raises(TypeError, match="needs an autoencoder"):
+        model.fit(digits, epochs=1, verbose=0, callbacks=[FitLatentDensity(digits)])
+    assert int(model.optimizer.iterations) == 0
 
 
 def test_mixture_density_is_stored_saved_and_exported(digits, tmp_path):

@@ -90,3 +90,20 @@ def test_serving_config_command_lists_every_exported_model(tmp_path, capsys):
     assert config.startswith("model_config_list {")
     assert 'base_path: "/models/a_model"' in config and 'name: "b_model"' in config
     assert "max_batch_size { value: 256 }" in (tmp_path / "batching.config").read_text()
+
+
+def test_kl_warmup_flag_ramps_the_weight_and_is_recorded(tmp_path):
+    trained = run_cli("train", "hvae", "--dataset", "digits", "--epochs", "2", "--kl-warmup", "4",
+                      "--set", "latent_dims=[3,2]", "--hidden-units", "16", "--batch-size", "64",
+                      "--take", "256", "--export", str(tmp_path / "hvae"))
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    # Two epochs of a four-epoch ramp: the weight was 0 in epoch 1 and 1/4 in epoch 2.
+    assert "kl_weight: 0.0000" in trained.stderr and "kl_weight: 0.2500" in trained.stderr
+    card = tfvae.load(tmp_path / "hvae").card
+    assert card["training"]["kl_warmup_epochs"] == 4
+
+
+def test_kl_warmup_flag_refuses_a_model_without_a_kl_term():
+    refused = run_cli("train", "ae", "--dataset", "digits", "--epochs", "1", "--kl-warmup", "2")
+    assert refused.returncode != 0 and "--kl-warmup needs a VAE" in refused.stderr
+    assert "Traceback" not in refused.stderr

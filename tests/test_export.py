@@ -115,3 +115,18 @@ def test_importing_tfvae_to_load_needs_neither_tfp_nor_tf_keras(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("name, kwargs, own", [
+    ("hvae", dict(latent_dims=(3, 2), hidden_units=(8,)), "mean_l"),
+    ("ae", dict(latent_dim=2, hidden_units=(8,)), "code [batch, latent_dim]"),
+])
+def test_a_familys_signature_text_replaces_only_the_entries_it_names(name, kwargs, own):
+    from tfvae.exporting import model_card
+
+    model = tfvae.models.get(name, input_shape=(4, 4, 1), **kwargs)
+    generic = model_card(tfvae.models.VAE(input_shape=(4, 4, 1), latent_dim=2,
+                                          hidden_units=(8,)))["signatures"]
+    signatures = model_card(model)["signatures"]
+    assert set(signatures) == {"encode", "decode", "sample", "reconstruct", "score"}
+    assert own in signatures["encode"] and signatures["score"] == generic["score"]

@@ -145,3 +145,32 @@ def _write_image(tag, grid, step):
         plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="images"))
     return tf.summary.write(tag, tf.stack([tf.as_string(width), tf.as_string(height), png]),
                             step=step, metadata=metadata.SerializeToString())
+
+
+class FitLatentDensity(tf_keras.callbacks.Callback):
+    """Fits an autoencoder's code density (`fit_latent_density`) at the end of `fit`, so that
+    `sample` and `generate` work straight away.
+
+    Example:
+        model.fit(train, epochs=10, callbacks=[FitLatentDensity(train, kind="gmm", components=10)])
+    """
+
+    KINDS = ("gaussian", "gmm")
+
+    def __init__(self, data, kind="gaussian", components=None):
+        super().__init__()
+        # Checked now, not after the training it would follow.
+        if kind not in self.KINDS:
+            raise ValueError(f"kind={kind!r} is not one of {list(self.KINDS)}")
+        if components is not None and (isinstance(components, bool)
+                                       or not isinstance(components, int) or components < 1):
+            raise ValueError(f"components={components!r} must be a positive integer or None")
+        self.data, self.kind, self.components = data, kind, components
+
+    def on_train_begin(self, logs=None):
+        if not hasattr(self.model, "fit_latent_density"):
+            raise TypeError(f"FitLatentDensity needs an autoencoder (tfvae.models.AE and its "
+                            f"kin), not {type(self.model).__name__}")
+
+    def on_train_end(self, logs=None):
+        self.model.fit_latent_density(self.data, kind=self.kind, components=self.components)

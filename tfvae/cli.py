@@ -103,6 +103,7 @@ def cmd_train(args):
     import tf_keras
 
     from tfvae import data, models, training
+    from tfvae.callbacks import KLWarmup
     from tfvae.exporting import export
 
     # The strategy first: MultiWorkerMirroredStrategy must exist before any other TF work.
@@ -120,6 +121,10 @@ def cmd_train(args):
         tf_keras.mixed_precision.set_global_policy(previous_policy)
     test = _load_data(args, "test", args.batch_size)
     callbacks = []
+    if args.kl_warmup:
+        if not hasattr(model, "kl_weight"):
+            raise SystemExit(f"tfvae: --kl-warmup needs a VAE; {args.model} has no KL term")
+        callbacks.append(KLWarmup(epochs=args.kl_warmup))
     if args.logdir:
         callbacks.append(tf_keras.callbacks.TensorBoard(args.logdir))
     verbose = 1 if sys.stderr.isatty() else 2
@@ -176,6 +181,7 @@ def cmd_train(args):
                       data={"name": args.dataset, "binarize": args.binarize, "take": args.take},
                       card={"training": {"epochs": args.epochs, "batch_size": args.batch_size,
                                          "learning_rate": args.lr, "seed": args.seed,
+                                         "kl_warmup_epochs": args.kl_warmup,
                                          "clip_norm": args.clip_norm, "strategy": args.strategy,
                                          "replicas": strategy.num_replicas_in_sync,
                                          "precision": args.mixed_precision or "float32",
@@ -307,6 +313,9 @@ def build_parser():
     p.add_argument("--network", choices=["mlp", "conv"])
     p.add_argument("--likelihood", choices=["bernoulli", "gaussian", "discretized_logistic"])
     p.add_argument("--beta", type=_non_negative_float)
+    p.add_argument("--kl-warmup", type=_positive_int, metavar="EPOCHS",
+                   help="VAEs: raise the KL weight from 0 to 1 over the first EPOCHS epochs "
+                        "(Sønderby et al. 2016; keeps deep hierarchies' top layers active)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="any other constructor argument, e.g. --set free_bits=0.5")
     p.add_argument("--export", metavar="DIR", help="export to DIR/<next version>")

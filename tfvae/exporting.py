@@ -89,8 +89,11 @@ def model_card(model, data=None, metrics=None, extra=None):
         "input_shape": list(model.input_shape),
         "latent_shape": list(model.latent_shape),
     }
-    # A family can describe itself, e.g. how its `sample` draws codes.
-    card.update(_jsonable(getattr(model, "card_info", dict)()))
+    # A family can describe itself, e.g. how its `sample` draws codes, and its own signatures
+    # (which replace the generic text of those it names, and leave the others).
+    info = _jsonable(getattr(model, "card_info", dict)())
+    card["signatures"].update(info.pop("signatures", {}))
+    card.update(info)
     card.update(extra or {})
     return card
 

@@ -65,7 +65,7 @@ class AE(LatentVariableModel):
     Example:
         model = AE(input_shape=(28, 28, 1), latent_dim=32)
         model.compile()
-        model.fit(train, epochs=10, callbacks=[FitLatentDensity(train)])
+        model.fit(train, epochs=10, callbacks=[tfvae.callbacks.FitLatentDensity(train)])
         images = model.generate(16)  # decoded codes drawn from the fitted Gaussian
     """
 
@@ -240,7 +240,13 @@ class AE(LatentVariableModel):
             "gmm": f"codes ~ a {used}-component Gaussian mixture fitted to the training codes",
         }[kind]
         return {"sampling": f"{how}, decoded to the likelihood's mean; one draw per seed",
-                "latent_density": {"kind": kind, "components": used}}
+                "latent_density": {"kind": kind, "components": used},
+                "signatures": {
+                    "encode": "x [batch, *input_shape] float32 -> code [batch, latent_dim], the "
+                              "deterministic code; mean and z repeat it and stddev is zeros, "
+                              "so that clients of a VAE's encode work unchanged",
+                    "sample": f"seed [batch] int64 -> z, a code drawn from the fitted density "
+                              f"({kind}), and x, its decoding; deterministic per seed"}}
 
 
 @register("denoising_ae")
@@ -378,18 +384,3 @@ class ContractiveAE(AE):
         # The code is recomputed under the inner tape: one more encoder pass, negligible next
         # to the k backward passes of the Jacobian.
         return {"contractive": self.jacobian_norm(x)}
-
-
-class FitLatentDensity(tf_keras.callbacks.Callback):
-    """Fits the autoencoder's code density at the end of `fit`, so `sample` works straight away.
-
-    Example:
-        model.fit(train, epochs=10, callbacks=[FitLatentDensity(train, kind="gmm", components=10)])
-    """
-
-    def __init__(self, data, kind="gaussian", components=None):
-        super().__init__()
-        self.data, self.kind, self.components = data, kind, components
-
-    def on_train_end(self, logs=None):
-        self.model.fit_latent_density(self.data, kind=self.kind, components=self.components)

@@ -81,7 +81,8 @@ class HierarchyBase(VariationalModel):
     """
 
     config_keys = ("input_shape", "latent_dims", "hidden_units", "likelihood",
-                   "likelihood_scale", "activation", "beta", "free_bits", "iwae_samples")
+                   "likelihood_scale", "activation", "batch_norm", "beta", "free_bits",
+                   "iwae_samples")
     lower_kl_in_closed_form = False
 
     def _init_hierarchy(self, input_shape, latent_dims, hidden_units, likelihood,
@@ -92,6 +93,7 @@ class HierarchyBase(VariationalModel):
         self.hidden_units, self._units = normalize_hidden_units(hidden_units,
                                                                 len(self.latent_dims))
         self._init_objective(beta, free_bits, iwae_samples)
+        self.batch_norm = bool(batch_norm)
         self.likelihood, self.likelihood_scale = likelihood, likelihood_scale
         self.activation = activation
         dims, units = self.latent_dims, self._units
@@ -99,11 +101,12 @@ class HierarchyBase(VariationalModel):
         self.likelihood_head = layers.likelihood_head(likelihood, self._data_shape,
                                                       scale=likelihood_scale, name="likelihood")
         self.decoder = mlp((dims[0],), units[0][::-1],
-                           self.likelihood_head.params_size(), activation, batch_norm,
+                           self.likelihood_head.params_size(), activation, self.batch_norm,
                            name="decoder")
         # p(z_l | z_l+1) mirrors the networks between layers l and l+1 (widths reversed).
         self.prior_nets = [mlp((dims[i + 1],), units[i + 1][::-1], 2 * dims[i], activation,
-                               batch_norm, name=f"prior_{i + 1}") for i in range(len(dims) - 1)]
+                               self.batch_norm, name=f"prior_{i + 1}")
+                           for i in range(len(dims) - 1)]
         self.prior_heads = [layers.GaussianPosterior((dims[i],), name=f"prior_head_{i + 1}")
                             for i in range(len(dims) - 1)]
 
@@ -219,6 +222,8 @@ class HierarchicalVAE(HierarchyBase):
             layer, ((x to z_1), (z_1 to z_2), ...); generative networks mirror them.
         likelihood, likelihood_scale: as for `VAE`.
         activation: hidden layers' activation.
+        batch_norm: batch normalization after every hidden Dense layer, inference and
+            generative networks alike (what Sønderby et al. 2016 found a deep chain needs).
         beta, free_bits, iwae_samples: the objective, as for `VAE`; the free-bits floor is per
             layer.
 
@@ -229,17 +234,20 @@ class HierarchicalVAE(HierarchyBase):
 
     def __init__(self, input_shape=(28, 28, 1), latent_dims=(100, 50),
                  hidden_units=((200, 200), (100, 100)), likelihood="bernoulli",
-                 likelihood_scale=None, activation="relu", beta=1.0, free_bits=0.0,
-                 iwae_samples=1, name="hvae", **kwargs):
+                 likelihood_scale=None, activation="relu", batch_norm=False, beta=1.0,
+                 free_bits=0.0, iwae_samples=1, name="hvae", **kwargs):
         super().__init__(name=name, **kwargs)
         self._init_hierarchy(input_shape, latent_dims, hidden_units, likelihood,
-                             likelihood_scale, activation, beta, free_bits, iwae_samples)
+                             likelihood_scale, activation, beta, free_bits, iwae_samples,
+                             batch_norm)
         dims, units = self.latent_dims, self._units
         self.posterior_heads = [layers.GaussianPosterior((d,), name=f"posterior_{i + 1}")
                                 for i, d in enumerate(dims)]
-        self.encoder = mlp(self._data_shape, units[0], 2 * dims[0], activation, name="encoder")
+        self.encoder = mlp(self._data_shape, units[0], 2 * dims[0], activation, self.batch_norm,
+                           name="encoder")
         self.inference_nets = [mlp((dims[i - 1],), units[i], 2 * dims[i], activation,
-                                   name=f"inference_{i + 1}") for i in range(1, len(dims))]
+                                   self.batch_norm, name=f"inference_{i + 1}")
+                               for i in range(1, len(dims))]
         self._finish_init(self._metric_names())
 
     def _features(self, x, training=False):
@@ -285,7 +293,6 @@ class LadderVAE(HierarchyBase):
                           batch_norm=True)
     """
 
-    config_keys = HierarchyBase.config_keys + ("batch_norm",)
     lower_kl_in_closed_form = True
 
     def __init__(self, input_shape=(28, 28, 1), latent_dims=(64, 32, 16, 8, 4),
@@ -294,10 +301,9 @@ class LadderVAE(HierarchyBase):
                  batch_norm=False, beta=1.0, free_bits=0.0, iwae_samples=1, name="ladder_vae",
                  **kwargs):
         super().__init__(name=name, **kwargs)
-        self.batch_norm = bool(batch_norm)
         self._init_hierarchy(input_shape, latent_dims, hidden_units, likelihood,
                              likelihood_scale, activation, beta, free_bits, iwae_samples,
-                             batch_norm=self.batch_norm)
+                             batch_norm)
         dims, units = self.latent_dims, self._units
         if any(not layer for layer in units):
             raise ValueError(f"hidden_units={hidden_units!r}: every bottom-up MLP needs at "

@@ -1,0 +1,68 @@
+"""The likelihood benchmark's tooling: one smoke run of bench/likelihood.py on real MNIST, and
+the paired comparison bench/likelihood_table.py makes of the JSON lines."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "bench"))
+import likelihood_table  # noqa: E402
+
+
+def run_line(model, data, log_px, batch_norm=False, **extra):
+    log_px = np.asarray(log_px, dtype=float)
+    return {"model": model, "data": data, "batch_norm": batch_norm, "epochs_run": 3,
+            "train_seconds": 90.0, "test_nll": -log_px.mean(),
+            "test_nll_stderr": log_px.std(ddof=1) / np.sqrt(len(log_px)),
+            "test_neg_elbo": 100.0, "active_units": [5], "published_nll": None,
+            "test_log_px": log_px.tolist(), **extra}
+
+
+def test_table_compares_each_model_with_its_own_baseline_pair_by_pair():
+    rng = np.random.default_rng(0)
+    base = -rng.uniform(80, 120, size=400)          # images differ by tens of nats...
+    base_bn = base + 1.0
+    runs = [run_line("vae", "mnist-dynamic", base),
+            run_line("vae", "mnist-dynamic", base_bn, batch_norm=True),
+            # ...while the models differ by a nat, with a little noise per image.
+            run_line("iaf", "mnist-dynamic", base + 0.5 + rng.normal(0, 0.1, 400)),
+            run_line("hvae", "mnist-dynamic", base_bn + 2.0 + rng.normal(0, 0.1, 400),
+                     batch_norm=True)]
+    rows = {row.split(" | ")[1]: row.split(" | ") for row in likelihood_table.rows(runs)}
+    iaf, hvae = rows["VAE + IAF posterior"], rows["VAE, 2 layers (HVAE), batch norm"]
+    # Against the plain VAE for the IAF, against the batch-norm VAE for the HVAE; a mean
+    # difference of two unpaired means would carry a standard error of about 1.6 nats here.
+    difference, stderr = (float(v) for v in iaf[5].split(" ± "))
+    assert difference == pytest.approx(-0.5, abs=0.03) and stderr <= 0.01
+    difference, stderr = (float(v) for v in hvae[5].split(" ± "))
+    assert difference == pytest.approx(-2.0, abs=0.03) and stderr <= 0.01
+    assert rows["VAE, 1 layer"][5] == "—"
+
+
+def test_table_refuses_runs_on_different_test_images():
+    runs = [run_line("vae", "mnist-static", [-90.0, -95.0, -99.0]),
+            run_line("iaf", "mnist-static", [-90.0, -95.0])]
+    with pytest.raises(ValueError, match="different images"):
+        likelihood_table.rows(runs)
+
+
+def test_likelihood_smoke_run_prints_one_consistent_json_line(shared_data):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "likelihood.py"), "--model", "hvae",
+         "--batch-norm", "--quick"], capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1
+    run = json.loads(lines[0])
+    assert run["registry_name"] == "hvae" and run["batch_norm"] is True
+    assert run["config"]["batch_norm"] is True and run["config"]["latent_dims"] == [100, 50]
+    assert run["k"] == 100 and run["test_examples"] == 200 == len(run["test_log_px"])
+    assert run["test_nll"] == pytest.approx(-np.mean(run["test_log_px"]), abs=0.01)
+    # The importance-sampled estimate is a tighter bound than the ELBO (on average).
+    assert run["test_nll"] < run["test_neg_elbo"]
+    assert 0 < run["kl_warmup_steps"] <= run["steps"]
+    assert len(run["active_units"]) == 2
