@@ -22,7 +22,7 @@ def run_line(model, data, log_px, batch_norm=False, **extra):
             "test_log_px": log_px.tolist(), **extra}
 
 
-def test_table_compares_each_model_with_its_own_baseline_pair_by_pair():
+def test_table_compares_each_model_with_both_baselines_pair_by_pair():
     rng = np.random.default_rng(0)
     base = -rng.uniform(80, 120, size=400)          # images differ by tens of nats...
     base_bn = base + 1.0
@@ -34,13 +34,20 @@ def test_table_compares_each_model_with_its_own_baseline_pair_by_pair():
                      batch_norm=True)]
     rows = {row.split(" | ")[1]: row.split(" | ") for row in likelihood_table.rows(runs)}
     iaf, hvae = rows["VAE + IAF posterior"], rows["VAE, 2 layers (HVAE), batch norm"]
-    # Against the plain VAE for the IAF, against the batch-norm VAE for the HVAE; a mean
-    # difference of two unpaired means would carry a standard error of about 1.6 nats here.
-    difference, stderr = (float(v) for v in iaf[5].split(" ± "))
-    assert difference == pytest.approx(-0.5, abs=0.03) and stderr <= 0.01
-    difference, stderr = (float(v) for v in hvae[5].split(" ± "))
-    assert difference == pytest.approx(-2.0, abs=0.03) and stderr <= 0.01
-    assert rows["VAE, 1 layer"][5] == "—"
+
+    def difference(cell):
+        mean, stderr = (float(v) for v in cell.split(" ± "))
+        return mean, stderr
+
+    # Columns 5 and 6: against the plain VAE and against the batch-norm VAE. A difference of
+    # two unpaired means would carry a standard error of about 1.6 nats here.
+    for row, expected in ((iaf, (-0.5, 0.5)), (hvae, (-3.0, -2.0))):
+        for cell, value in zip(row[5:7], expected):
+            mean, stderr = difference(cell)
+            assert mean == pytest.approx(value, abs=0.03) and stderr <= 0.01
+    plain, with_bn = rows["VAE, 1 layer"], rows["VAE, 1 layer, batch norm"]
+    assert plain[5] == "—" and difference(plain[6])[0] == pytest.approx(1.0, abs=1e-6)
+    assert with_bn[6] == "—" and difference(with_bn[5])[0] == pytest.approx(-1.0, abs=1e-6)
 
 
 def test_table_refuses_runs_on_different_test_images():
@@ -66,3 +73,22 @@ def test_likelihood_smoke_run_prints_one_consistent_json_line(shared_data):
     assert run["test_nll"] < run["test_neg_elbo"]
     assert 0 < run["kl_warmup_steps"] <= run["steps"]
     assert len(run["active_units"]) == 2
+
+
+def test_against_prints_each_runs_paired_difference_from_another_baseline(tmp_path):
+    rng = np.random.default_rng(1)
+    base = -rng.uniform(80, 120, size=300)
+    results, baseline = tmp_path / "runs.jsonl", tmp_path / "longer_vae.jsonl"
+    results.write_text("\n".join(json.dumps(run_line(*args)) for args in [
+        ("hvae", "mnist-dynamic", base + 0.9 + rng.normal(0, 0.1, 300)),
+        ("iaf", "mnist-dynamic", base - 0.4 + rng.normal(0, 0.1, 300)),
+        ("iaf", "mnist-static", base[:10])]) + "\n")
+    baseline.write_text(json.dumps(run_line("vae", "mnist-dynamic", base)) + "\n")
+    result = subprocess.run([sys.executable, str(REPO / "bench" / "likelihood_table.py"),
+                             str(results), "--against", str(baseline)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2                                   # the static run is another data set
+    differences = [float(line.split(": ")[-1].split(" ± ")[0]) for line in lines]
+    assert differences == [pytest.approx(-0.9, abs=0.03), pytest.approx(0.4, abs=0.03)]
