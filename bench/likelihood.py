@@ -15,8 +15,8 @@ The papers train for 3280 epochs (IWAE) or thousands (LVAE); this machine cannot
 is --epochs or --minutes of training (Adam 1e-3, batch 100), the same training aids for every
 model: ReLU units (Burda et al.'s tanh trains far slower at such budgets, the two-layer model
 worst) and KL warm-up over the first --warmup-fraction of the steps (Sønderby et al.). The
-log-likelihood is importance-sampled with --k samples on the first --test-examples test images,
-and the JSON line keeps it per image so that runs compare pair by pair
+log-likelihood is importance-sampled with --k samples on a fixed random --test-examples of the
+test images (the same for every run), and the JSON line keeps it per image so that runs compare pair by pair
 (bench/likelihood_table.py). Dynamic MNIST is trained on fresh Bernoulli draws every epoch and
 tested on one fixed binarization of the test set (seed 123); static is Larochelle's fixed
 binarization (../shared/data/binarized_mnist.npz).
@@ -25,6 +25,7 @@ binarization (../shared/data/binarized_mnist.npz).
     python bench/likelihood.py --model vae --quick          # a smoke run, well under a minute
 """
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -42,7 +43,8 @@ import tfvae  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MNIST = (28, 28, 1)
-# Published test NLL (nats, k = 5000), REFERENCES.md; the IAF papers report no MLP model.
+# Published test NLL (nats, k = 5000), ../shared/REFERENCES.md; the IAF papers report no MLP
+# model. The IWAE figure is for training with k = 50 (bench/likelihood_table.py says so).
 PUBLISHED = {"dynamic": {"vae": 86.76, "iwae": 84.78, "hvae": 85.33, "lvae": 81.74},
              "static": {"vae": 88.71}}
 MODELS = ("vae", "iwae", "hvae", "lvae", "iaf")
@@ -137,6 +139,8 @@ def main():
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 2000 training images, 1 epoch, k=100 on 200 test images")
     args = parser.parse_args()
+    if args.batch_norm and args.model == "iaf":
+        parser.error("--batch-norm is for vae, iwae and hvae (lvae always has it; iaf has none)")
     if args.quick:
         args.train_examples, args.epochs, args.minutes = 2000, 1, None
         args.k, args.test_examples = 100, 200
@@ -183,11 +187,15 @@ def main():
     print(json.dumps({
         "model": args.model, "registry_name": model.registry_name,
         "config": {k: v for k, v in model.get_config().items() if k != "name"},
-        "data": f"mnist-{args.data}", "batch_norm": bool(getattr(model, "batch_norm", False)), "lr": args.lr, "batch_size": args.batch_size,
+        "data": f"mnist-{args.data}", "batch_norm": bool(getattr(model, "batch_norm", False)),
+        "lr": args.lr, "batch_size": args.batch_size,
         "budget": {"epochs": args.epochs, "minutes": args.minutes},
         "epochs_run": len(history.history["loss"]), "steps": steps,
         "train_seconds": round(train_seconds, 1), "kl_warmup_steps": warmup_steps,
         "test_examples": len(test_images), "k": args.k,
+        # Which images (and which binarization of them) were tested: runs compare pair by
+        # pair only on the same ones.
+        "test_images_sha1": hashlib.sha1(np.ascontiguousarray(test_images)).hexdigest(),
         "test_nll": round(nll, 2),
         "test_nll_stderr": round(float(log_px.std(ddof=1) / np.sqrt(len(log_px))), 2),
         "test_neg_elbo": round(-test_elbo, 2),

@@ -39,7 +39,7 @@ MNIST = (28, 28, 1)
 VAES = ("vae", "hvae", "ladder_vae", "iaf_vae")
 
 # name -> (constructor arguments, epochs, KL warm-up epochs). Sizes keep each export under 3.5 MB.
-# Epochs: what fitted ~30 minutes of training in all on the shared 2-core machine (an epoch
+# Epochs: what fitted ~25 minutes of training in all on the shared 2-core machine (an epoch
 # took 3-18 s there depending on the other jobs; a contractive one 17-70 s, without XLA).
 # The VAEs share one budget and the same aids (25 epochs, the first 5 warming the KL up), so
 # their cards compare; the hierarchies have batch norm, which keeps the chain's upper layer
@@ -278,7 +278,7 @@ def write_index(out):
         "project's 2-core development machine (shared with other jobs, so timings are noisy).", "",
         "| model | class | epochs | wall time | test metric | size |",
         "| --- | --- | --- | --- | --- | --- |", *rows, "",
-        "Regenerate everything (about 20 minutes here): `python bench/train_zoo.py --overwrite`; "
+        "Regenerate everything (about 25 minutes of training here): `python bench/train_zoo.py --overwrite`; "
         "one model: `--models NAME`; only the READMEs and figures, from the exports: "
         "`--cards-only`.", ""])
     (Path(out) / "README.md").write_text(text)

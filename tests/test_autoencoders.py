@@ -235,6 +235,26 @@ def test_fit_latent_density_callback_refuses_a_model_without_codes_before_traini
     assert int(model.optimizer.iterations) == 0
 
 
+def test_fit_latent_density_callback_refuses_too_many_components_before_training(digits):
+    model = tfvae.models.get("ae", input_shape=DIGITS, latent_dim=2, hidden_units=(8,),
+                             max_density_components=3)
+    model.compile()
+    with pytest.raises(ValueError, match="max_density_components=3"):
+        model.fit(digits, epochs=1, verbose=0,
+                  callbacks=[FitLatentDensity(digits, kind="gmm", components=np.int64(4))])
+    assert int(model.optimizer.iterations) == 0
+    # A numpy integer within the bound is as good as an int.
+    model.fit(digits, epochs=1, verbose=0,
+              callbacks=[FitLatentDensity(digits, kind="gmm", components=np.int64(2))])
+    assert int(model.optimizer.iterations) > 0
+
+
+def test_fit_latent_density_is_still_importable_from_its_old_home():
+    from tfvae.models import autoencoders
+
+    assert autoencoders.FitLatentDensity is FitLatentDensity
+
+
 def test_mixture_density_is_stored_saved_and_exported(digits, tmp_path):
     from sklearn.mixture import GaussianMixture
 

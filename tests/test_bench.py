@@ -55,6 +55,13 @@ def test_table_refuses_runs_on_different_test_images():
             run_line("iaf", "mnist-static", [-90.0, -95.0])]
     with pytest.raises(ValueError, match="different images"):
         likelihood_table.rows(runs)
+    # As many images, but other ones (or another binarization): the fingerprints differ.
+    runs = [run_line("vae", "mnist-static", [-90.0, -95.0], test_images_sha1="a" * 40),
+            run_line("iaf", "mnist-static", [-91.0, -94.0], test_images_sha1="b" * 40)]
+    with pytest.raises(ValueError, match="different images"):
+        likelihood_table.rows(runs)
+    runs[1]["test_images_sha1"] = "a" * 40
+    assert len(likelihood_table.rows(runs)) == 2
 
 
 def test_likelihood_smoke_run_prints_one_consistent_json_line(shared_data):
@@ -68,6 +75,7 @@ def test_likelihood_smoke_run_prints_one_consistent_json_line(shared_data):
     assert run["registry_name"] == "hvae" and run["batch_norm"] is True
     assert run["config"]["batch_norm"] is True and run["config"]["latent_dims"] == [100, 50]
     assert run["k"] == 100 and run["test_examples"] == 200 == len(run["test_log_px"])
+    assert len(run["test_images_sha1"]) == 40
     assert run["test_nll"] == pytest.approx(-np.mean(run["test_log_px"]), abs=0.01)
     # The importance-sampled estimate is a tighter bound than the ELBO (on average).
     assert run["test_nll"] < run["test_neg_elbo"]

@@ -93,17 +93,24 @@ def test_serving_config_command_lists_every_exported_model(tmp_path, capsys):
 
 
 def test_kl_warmup_flag_ramps_the_weight_and_is_recorded(tmp_path):
-    trained = run_cli("train", "hvae", "--dataset", "digits", "--epochs", "2", "--kl-warmup", "4",
+    trained = run_cli("train", "hvae", "--dataset", "digits", "--epochs", "3", "--kl-warmup", "2",
                       "--set", "latent_dims=[3,2]", "--hidden-units", "16", "--batch-size", "64",
                       "--take", "256", "--export", str(tmp_path / "hvae"))
     assert trained.returncode == 0, trained.stderr[-3000:]
-    # Two epochs of a four-epoch ramp: the weight was 0 in epoch 1 and 1/4 in epoch 2.
-    assert "kl_weight: 0.0000" in trained.stderr and "kl_weight: 0.2500" in trained.stderr
+    # A two-epoch ramp: the weight is 0 in epoch 1, 1/2 in epoch 2, 1 from epoch 3 on.
+    for weight in ("0.0000", "0.5000", "1.0000"):
+        assert f"kl_weight: {weight}" in trained.stderr
     card = tfvae.load(tmp_path / "hvae").card
-    assert card["training"]["kl_warmup_epochs"] == 4
+    assert card["training"]["kl_warmup_epochs"] == 2
+    # The test loss is the full objective, the negative ELBO (beta 1, no free bits).
+    assert card["metrics"]["test_loss"] == pytest.approx(-card["metrics"]["test_elbo"], rel=1e-3)
 
 
-def test_kl_warmup_flag_refuses_a_model_without_a_kl_term():
-    refused = run_cli("train", "ae", "--dataset", "digits", "--epochs", "1", "--kl-warmup", "2")
-    assert refused.returncode != 0 and "--kl-warmup needs a VAE" in refused.stderr
+@pytest.mark.parametrize("model, flags, message", [
+    ("ae", ("--epochs", "2", "--kl-warmup", "1"), "--kl-warmup needs a VAE"),
+    ("vae", ("--epochs", "2", "--kl-warmup", "2"), "must be fewer than --epochs 2"),
+])
+def test_kl_warmup_flag_refuses_what_it_cannot_do(model, flags, message):
+    refused = run_cli("train", model, "--dataset", "digits", *flags)
+    assert refused.returncode != 0 and message in refused.stderr
     assert "Traceback" not in refused.stderr

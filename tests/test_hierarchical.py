@@ -167,6 +167,13 @@ def test_warmup_moves_kl_weight_inside_the_compiled_fit(digits):
                         callbacks=[tfvae.callbacks.KLWarmup(epochs=2)])
     assert history.history["kl_weight"] == [0.0, 0.5, 1.0]
 
+    # A ramp cut short by the end of fit still leaves the full objective for evaluate.
+    history = model.fit(digits, batch_size=16, epochs=1, verbose=0,
+                        callbacks=[tfvae.callbacks.KLWarmup(epochs=4)])
+    assert history.history["kl_weight"] == [0.0] and float(model.kl_weight.numpy()) == 1.0
+    scores = model.evaluate(digits, verbose=0, return_dict=True)
+    assert scores["loss"] == pytest.approx(-scores["elbo"], rel=1e-5)
+
 
 def test_warmup_arguments_are_checked():
     with pytest.raises(ValueError, match="exactly one"):

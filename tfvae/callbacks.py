@@ -1,10 +1,14 @@
 """Keras callbacks for training tfvae models with `model.fit`."""
+import numbers
+
 import tf_keras
 
 
 class KLWarmup(tf_keras.callbacks.Callback):
     """KL warm-up (Sønderby et al. 2016): the model's `kl_weight` rises linearly from 0 to 1
-    over the first `epochs` epochs or `steps` optimizer steps, then stays at 1.
+    over the first `epochs` epochs or `steps` optimizer steps, then stays at 1. When `fit`
+    ends the weight is 1 whatever the ramp reached, so that `evaluate` and an export report the
+    full objective.
 
     The weight is a variable of the model that the compiled train step reads, so setting it
     here between steps changes the loss without retracing. In steps mode the count is the
@@ -50,6 +54,9 @@ class KLWarmup(tf_keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["kl_weight"] = float(self.model.kl_weight.numpy())
+
+    def on_train_end(self, logs=None):
+        self._set(1.0)
 
 
 class ImageSummaries(tf_keras.callbacks.Callback):
@@ -163,7 +170,8 @@ class FitLatentDensity(tf_keras.callbacks.Callback):
         if kind not in self.KINDS:
             raise ValueError(f"kind={kind!r} is not one of {list(self.KINDS)}")
         if components is not None and (isinstance(components, bool)
-                                       or not isinstance(components, int) or components < 1):
+                                       or not isinstance(components, numbers.Integral)
+                                       or components < 1):
             raise ValueError(f"components={components!r} must be a positive integer or None")
         self.data, self.kind, self.components = data, kind, components
 
@@ -171,6 +179,10 @@ class FitLatentDensity(tf_keras.callbacks.Callback):
         if not hasattr(self.model, "fit_latent_density"):
             raise TypeError(f"FitLatentDensity needs an autoencoder (tfvae.models.AE and its "
                             f"kin), not {type(self.model).__name__}")
+        most = self.model.max_density_components
+        if self.components is not None and self.components > most:
+            raise ValueError(f"components={self.components!r} is more than the model's "
+                             f"max_density_components={most}")
 
     def on_train_end(self, logs=None):
         self.model.fit_latent_density(self.data, kind=self.kind, components=self.components)

@@ -124,6 +124,9 @@ def cmd_train(args):
     if args.kl_warmup:
         if not hasattr(model, "kl_weight"):
             raise SystemExit(f"tfvae: --kl-warmup needs a VAE; {args.model} has no KL term")
+        if args.kl_warmup >= args.epochs:
+            raise SystemExit(f"tfvae: --kl-warmup {args.kl_warmup} must be fewer than --epochs "
+                             f"{args.epochs}, or the KL term never trains at full weight")
         callbacks.append(KLWarmup(epochs=args.kl_warmup))
     if args.logdir:
         callbacks.append(tf_keras.callbacks.TensorBoard(args.logdir))

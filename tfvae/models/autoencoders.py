@@ -25,6 +25,7 @@ from tfvae import layers, networks
 from tfvae.models.base import (LatentVariableModel, check_positive_int, check_shape_arg,
                                inputs_of, stateless_normal_per_seed)
 from tfvae.models.registry import register
+from tfvae.callbacks import FitLatentDensity  # noqa: F401  (its home before tfvae.callbacks)
 
 tfd = tfp.distributions
 
