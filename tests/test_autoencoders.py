@@ -13,7 +13,7 @@ from sklearn.decomposition import PCA
 
 import tfvae
 from tfvae.callbacks import FitLatentDensity
-from tfvae.models.base import stateless_normal_per_seed
+from tfvae.layers import stateless_normal_per_seed
 
 DIGITS = (8, 8, 1)
 
@@ -154,9 +154,9 @@ def test_l1_penalty_shrinks_codes(digits):
 def test_contractive_penalty_matches_the_closed_form_of_one_sigmoid_layer(digits):
     # h = sigmoid(W x + b): ||J||_F^2 = sum_j (h_j (1 - h_j))^2 sum_i W_ji^2 (REFERENCES.md).
     model = build("contractive_ae", latent_dim=5, hidden_units=(), code_activation="sigmoid")
-    kernel, bias = (v.numpy().astype(np.float64) for v in model.encoder.layers[-1].weights)
+    kernel, bias = (v.numpy().astype(np.float64) for v in model.encoder_head.weights)
     kernel *= 3.0  # larger weights than the initializer's: sigmoids away from their linear part
-    model.encoder.layers[-1].kernel.assign(kernel)
+    model.encoder_head.kernel.assign(kernel)
     x = digits[:10]
     h = 1 / (1 + np.exp(-(x.reshape(10, -1) @ kernel + bias)))
     expected = np.sum((h * (1 - h)) ** 2 * np.sum(kernel ** 2, axis=0), axis=1)
@@ -182,7 +182,8 @@ def test_contractive_penalty_trains_the_encoder(digits):
     model = build("contractive_ae", latent_dim=3, contractive_weight=1.0)
     with tf.GradientTape() as tape:
         penalty = tf.reduce_mean(model.compute_terms(x, training=True)["contractive"])
-    kernels = [v for v in model.encoder.trainable_variables if "kernel" in v.name]
+    kernels = [v for v in model.encoder.trainable_variables + model.encoder_head.trainable_variables
+               if "kernel" in v.name]
     # Through the Jacobian, a second derivative reaches every kernel (not the code's bias,
     # which the Jacobian of a linear code does not depend on).
     for gradient in tape.gradient(penalty, kernels):
@@ -249,12 +250,6 @@ def test_fit_latent_density_callback_refuses_too_many_components_before_training
     assert int(model.optimizer.iterations) > 0
 
 
-def test_fit_latent_density_is_still_importable_from_its_old_home():
-    from tfvae.models import autoencoders
-
-    assert autoencoders.FitLatentDensity is FitLatentDensity
-
-
 def test_mixture_density_is_stored_saved_and_exported(digits, tmp_path):
     from sklearn.mixture import GaussianMixture
 
@@ -264,7 +259,8 @@ def test_mixture_density_is_stored_saved_and_exported(digits, tmp_path):
     codes = model.fit_latent_density(digits, kind="gmm", components=3)
     reference = GaussianMixture(3, covariance_type="full", reg_covar=1e-6,
                                 random_state=0).fit(codes)
-    np.testing.assert_allclose(model.density_weights.numpy(), [*reference.weights_, 0], atol=1e-5)
+    np.testing.assert_allclose(model.latent_density.mixture_weights.numpy(), [*reference.weights_, 0],
+                               atol=1e-5)
     # The samples follow the mixture: their mean and covariance are the mixture's.
     samples = tf.function(model.sample_latent)(tf.range(6000, dtype=tf.int64)).numpy()
     w, mu, sigma = reference.weights_, reference.means_, reference.covariances_

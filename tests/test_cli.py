@@ -114,3 +114,98 @@ def test_kl_warmup_flag_refuses_what_it_cannot_do(model, flags, message):
     refused = run_cli("train", model, "--dataset", "digits", *flags)
     assert refused.returncode != 0 and message in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+# --- training on a folder of images -------------------------------------------
+
+def write_image_folder(root, count=24):
+    """`count` small RGB PNGs of varying size in two class folders."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        image = rng.integers(0, 256, (10 + i % 3, 12, 3), dtype=np.uint8)
+        path = root / ("ab"[i % 2]) / f"{i:02d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(tf.io.encode_png(image).numpy())
+    return root
+
+
+def test_train_and_evaluate_on_an_image_folder(tmp_path, capsys):
+    folder = write_image_folder(tmp_path / "my_images")
+    flags = ("--data-dir", str(folder), "--image-size", "8", "--color-mode", "rgb",
+             "--validation-split", "0.25")
+    trained = run_cli("train", "vae", *flags, "--epochs", "1", "--latent-dim", "2",
+                      "--hidden-units", "16", "--batch-size", "8",
+                      "--export", str(tmp_path / "exports" / "vae_folder"))
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    result = json.loads(trained.stdout.strip().splitlines()[-1])
+    assert result["dataset"] == "my_images" and "training vae on my_images" in trained.stderr
+    assert result["examples"] == {"training": 18, "validation": 6}
+    assert result["test"]["elbo"] < 0
+
+    served = tfvae.load(tmp_path / "exports" / "vae_folder")
+    card = served.card
+    assert card["config"]["input_shape"] == [8, 8, 3]
+    assert card["data"] == {"name": "my_images", "source": "image folder", "image_size": [8, 8],
+                            "color_mode": "rgb", "binarize": None, "validation_split": 0.25,
+                            "examples": {"training": 18, "validation": 6},
+                            "test_metrics_on": "validation"}
+    assert str(tmp_path) not in json.dumps(card)  # no machine paths in a card
+
+    # `evaluate` scores the same held-out quarter (same --seed), in this process.
+    cli.main(["evaluate", str(tmp_path / "exports" / "vae_folder"), *flags])
+    evaluated = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert evaluated["examples"] == 6 and evaluated["dataset"] == "my_images"
+    assert evaluated["metrics"]["kl"] == pytest.approx(result["test"]["kl"], rel=1e-3)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--image-size", "8"), "--image-size needs --data-dir"),
+    (("--dataset", "mnist", "--data-dir", "{folder}", "--image-size", "8"),
+     "--dataset mnist and --image-size exclude each other"),
+    (("--data-dir", "{folder}"), "pass --image-size"),
+    (("--dataset", "digits", "--data-dir", "{folder}"), "pass --image-size"),
+    (("--color-mode", "rgb"), "--color-mode applies to a folder of images"),
+    (("--data-dir", "{folder}", "--validation-split", "0.1"), "--validation-split applies"),
+    (("--data-dir", "{folder}", "--image-size", "8", "--take", "5"), "--take does not apply"),
+    (("--data-dir", "{folder}/missing", "--image-size", "8"), "is not a folder"),
+])
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_image_folder_flags_refuse_mixtures(tmp_path, command, flags, message):
+    folder = write_image_folder(tmp_path / "imgs", count=2)
+    argv = [command, "vae" if command == "train" else str(tmp_path / "no_export"),
+            *(flag.format(folder=folder) for flag in flags)]
+    with pytest.raises(SystemExit) as refused:
+        cli.main(argv)
+    assert str(refused.value).startswith("tfvae: ") and message in str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
+def test_image_folder_flag_values_are_checked_by_the_parser(capsys):
+    for flags in (("--image-size", "0"), ("--validation-split", "1.5"),
+                  ("--color-mode", "cmyk")):
+        with pytest.raises(SystemExit) as refused:
+            cli.main(["train", "vae", *flags])
+        assert refused.value.code == 2 and flags[0] in capsys.readouterr().err
+    assert cli.build_parser().parse_args(["train", "vae", "--network", "resnet"]).network == \
+        "resnet"
+
+
+def test_a_tfds_data_folder_is_not_taken_for_an_image_folder(tmp_path):
+    # A TFDS data folder: prepared datasets, and downloads whose archives may hold pictures.
+    (tmp_path / "mnist" / "3.0.1").mkdir(parents=True)
+    (tmp_path / "mnist" / "3.0.1" / "mnist-test.tfrecord-00000-of-00001").write_bytes(b"")
+    (tmp_path / "downloads" / "extracted").mkdir(parents=True)
+    (tmp_path / "downloads" / "extracted" / "x.png").write_bytes(b"")
+    assert not cli._holds_images(str(tmp_path))
+    write_image_folder(tmp_path / "pictures", count=2)
+    assert cli._holds_images(str(tmp_path / "pictures"))
+
+
+def test_recorded_commands_carry_no_machine_paths():
+    command = cli._portable_command(["train", "vae", "--data-dir", "/srv/data/faces",
+                                     "--export=/home/me/saved_models/vae_faces", "--epochs", "3",
+                                     "--set", "beta=0.5"])
+    assert command == ("tfvae train vae --data-dir faces --export=vae_faces --epochs 3 "
+                       "--set beta=0.5")

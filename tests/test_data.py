@@ -1,4 +1,5 @@
 """Tests for tfvae.data (digits run everywhere; MNIST tests need ../shared/data)."""
+import os
 from pathlib import Path
 
 import numpy as np
@@ -149,9 +150,8 @@ def test_mnist_from_shared_tfds():
     assert x.shape == (32, 28, 28, 1) and x.dtype == tf.float32 and y.dtype == tf.int64
     assert float(tf.reduce_min(x)) == 0.0 and float(tf.reduce_max(x)) == 1.0
     assert data.input_shape("mnist") == (28, 28, 1)
-    for split, n in [("train", 60000), ("test", 10000)]:
-        unbatched = data.load("mnist", split, batch_size=None, data_dir=TFDS_DIR)
-        assert int(unbatched.cardinality()) == n
+    # Each load reads its split into memory: 1% of train (600 = 1% of 60,000) and not the
+    # whole train split keeps this quick; test_mnist_is_decoded_once counts the test split.
     assert int(data.load("mnist", "train[:1%]", batch_size=None, data_dir=TFDS_DIR,
                          shuffle=False).cardinality()) == 600
 
@@ -178,3 +178,308 @@ def test_binarized_mnist_from_shared_npz(monkeypatch):
     monkeypatch.setenv("TFVAE_BINARIZED_MNIST", str(BIN_NPZ))
     from_env = as_array(data.load("binarized_mnist", "test", batch_size=500))
     np.testing.assert_array_equal(x, from_env)
+
+
+@pytest.mark.usefixtures("shared_data")
+@needs_mnist
+def test_mnist_is_decoded_once_into_memory():
+    ds = data.load("mnist", "test", batch_size=1000, data_dir=TFDS_DIR, shuffle=False)
+    assert int(ds.cardinality()) == 10  # batches of 1000: the whole test split
+    # After construction the pipeline reads no file and decodes no PNG: its whole graph (with
+    # every function the maps run) is a range of indices, a gather from an in-memory tensor
+    # and arithmetic. Before, it was a TFRecord reader with a PNG decoder per example.
+    graph = tf.compat.v1.GraphDef.FromString(ds._as_serialized_graph().numpy())
+    ops = {n.op for n in graph.node} | {n.op for f in graph.library.function for n in f.node_def}
+    assert "RangeDataset" in ops and ("GatherV2" in ops or "ResourceGather" in ops)
+    assert not [op for op in ops if "Decode" in op or "Record" in op or "Parse" in op
+                or "ReadFile" in op], sorted(ops)
+    # Two passes give the same grey images, and they are TFDS's own pixels / 255.
+    first, second = as_array(ds), as_array(ds)
+    np.testing.assert_array_equal(first, second)
+    import tensorflow_datasets as tfds
+    builder = tfds.builder("mnist", data_dir=str(TFDS_DIR))
+    direct = np.stack([d["image"] for d in tfds.as_numpy(
+        builder.as_dataset("test", shuffle_files=False).take(200))])
+    np.testing.assert_array_equal(first[:200], direct.astype(np.float32) / 255.0)
+    assert first.dtype == np.float32 and 0.0 < np.mean(first == 0) < 1.0
+
+
+# --- from_arrays --------------------------------------------------------------
+
+def digits_test_images():
+    """The digits test split exactly as load() sees it (float32 in [0, 1]), with labels."""
+    ds = data.load("digits", "test", batch_size=None, shuffle=False, with_labels=True)
+    images, labels = zip(*ds.as_numpy_iterator())
+    return np.stack(images), np.array(labels)
+
+
+def test_from_arrays_shapes_dtype_and_values():
+    x = np.random.default_rng(0).random((50, 6, 5, 2))  # float64 in [0, 1)
+    ds = data.from_arrays(x, batch_size=16, shuffle=False)
+    assert ds.element_spec.shape.as_list() == [None, 6, 5, 2]
+    assert ds.element_spec.dtype == tf.float32
+    assert [len(b) for b in ds] == [16, 16, 16, 2]
+    np.testing.assert_array_equal(as_array(ds), x.astype(np.float32))
+    flat = data.from_arrays(x.reshape(50, -1), batch_size=None, shuffle=False)
+    assert flat.element_spec.shape.as_list() == [60] and int(flat.cardinality()) == 50
+    tensor = data.from_arrays(tf.constant(x[:4], tf.float32), batch_size=4, shuffle=False)
+    np.testing.assert_array_equal(as_array(tensor), x[:4].astype(np.float32))
+    bools = as_array(data.from_arrays(x[:8] > 0.5, batch_size=8, shuffle=False))
+    assert bools.dtype == np.float32 and set(np.unique(bools)) == {0.0, 1.0}
+    # No binarization: values outside [0, 1] (standardized data, say) are the caller's choice.
+    centred = as_array(data.from_arrays(x - 0.5, batch_size=50, shuffle=False))
+    assert centred.min() < 0
+
+
+def test_from_arrays_is_the_same_pipeline_as_load():
+    # The digits test split fed through from_arrays gives load()'s batches bit for bit, with
+    # every combination of shuffling and binarization: one pipeline, written once.
+    images, labels = digits_test_images()
+    for binarize in (None, "dynamic", "static"):
+        for shuffle in (False, True):
+            kwargs = dict(batch_size=32, binarize=binarize, shuffle=shuffle, seed=5)
+            loaded = data.load("digits", "test", with_labels=True, **kwargs)
+            given = data.from_arrays(images, labels=labels, **kwargs)
+            for (xa, ya), (xb, yb) in zip(loaded, given):
+                np.testing.assert_array_equal(xa, xb)
+                np.testing.assert_array_equal(ya, yb)
+
+
+def test_from_arrays_shuffle_is_seeded_and_fresh_each_pass():
+    x = np.random.default_rng(1).random((64, 4, 4, 1)).astype(np.float32)
+    first = lambda ds: np.asarray(next(iter(ds)))  # noqa: E731
+    ds = data.from_arrays(x, batch_size=8, seed=2)
+    a, b = first(ds), first(ds)
+    assert not np.array_equal(a, b)  # reshuffled each pass
+    np.testing.assert_array_equal(a, first(data.from_arrays(x, batch_size=8, seed=2)))
+    assert not np.array_equal(a, first(data.from_arrays(x, batch_size=8, seed=3)))
+    np.testing.assert_array_equal(first(data.from_arrays(x, batch_size=8, shuffle=False)), x[:8])
+
+
+def test_from_arrays_binarization_dynamic_fresh_static_fixed():
+    x = np.random.default_rng(2).random((40, 5, 5, 1)).astype(np.float32)
+    dynamic = data.from_arrays(x, batch_size=10, binarize="dynamic", shuffle=False, seed=1)
+    a, b = as_array(dynamic), as_array(dynamic)
+    assert set(np.unique(a)) == {0.0, 1.0} and not np.array_equal(a, b)
+    again = data.from_arrays(x, batch_size=10, binarize="dynamic", shuffle=False, seed=1)
+    np.testing.assert_array_equal(a, as_array(again))  # reproducible for a seed
+    static = data.from_arrays(x, batch_size=10, binarize="static", seed=1)
+    c, d = as_array(static), as_array(static)
+    assert set(np.unique(c)) == {0.0, 1.0}
+    assert not np.array_equal(c, d)  # shuffled differently...
+    assert sorted(map(bytes, c)) == sorted(map(bytes, d))  # ...but the same fixed bits
+    unshuffled = as_array(data.from_arrays(x, batch_size=7, binarize="static", shuffle=False,
+                                           seed=1))
+    assert sorted(map(bytes, unshuffled)) == sorted(map(bytes, c))  # batching does not matter
+    # Example i's bits are Bernoulli(x_i): with x = 0 or 1 they are x itself.
+    hard = (x > 0.5).astype(np.float32)
+    np.testing.assert_array_equal(as_array(data.from_arrays(
+        hard, batch_size=40, binarize="static", shuffle=False)), hard)
+
+
+def test_from_arrays_labels_stay_with_their_images():
+    n = 30
+    x = np.broadcast_to((np.arange(n) / n)[:, None, None, None], (n, 3, 3, 1)).copy()
+    ds = data.from_arrays(x, batch_size=7, labels=np.arange(n), seed=4)
+    images, labels = [], []
+    for xb, yb in ds:
+        images.append(xb.numpy()), labels.append(yb.numpy())
+    images, labels = np.concatenate(images), np.concatenate(labels)
+    assert labels.dtype == np.int64 and sorted(labels) == list(range(n))
+    assert not np.array_equal(labels, np.arange(n))  # shuffled...
+    np.testing.assert_allclose(images[:, 0, 0, 0] * n, labels, atol=1e-4)  # ...together
+
+
+GOOD = np.random.default_rng(3).random((6, 4, 4, 1)).astype(np.float32)
+
+
+@pytest.mark.parametrize("x, kwargs, words", [
+    ((GOOD * 255).astype(np.uint8), {}, ["uint8", "0..", "x / 255.0"]),
+    ((GOOD > 0.5).astype(np.int64), {}, ["int64", "0..1", "astype"]),
+    (GOOD.astype(str), {}, ["dtype", "<U"]),
+    (GOOD.astype(np.complex64), {}, ["complex64", "numeric"]),
+    (np.where(GOOD > 0.9, np.nan, GOOD), {}, ["NaN"]),
+    (np.where(GOOD > 0.9, np.inf, GOOD), {}, ["inf"]),
+    (np.float32(0.5), {}, ["single number"]),
+    (GOOD[0, :, 0, 0], {}, ["shape [4]", "x[None]"]),
+    (GOOD[..., 0], {}, ["[n, height, width]", "x[..., None]"]),
+    (GOOD[None], {}, ["rank 5"]),
+    (GOOD[:0], {}, ["no examples"]),
+    (GOOD * 2 - 0.5, {"binarize": "dynamic"}, ["[-0.", "1.", "binarize='dynamic'", "[0, 1]"]),
+    (GOOD + 1, {"binarize": "static"}, ["binarize='static'", "255"]),
+    (tf.data.Dataset.from_tensor_slices(GOOD), {}, ["tf.data.Dataset"]),
+    ([[0.1, 0.2], [0.3]], {}, ["numpy"]),
+    (GOOD, {"labels": np.arange(5)}, ["labels", "6"]),
+    (GOOD, {"labels": np.array(["a"] * 6)}, ["labels", "numeric"]),
+    (GOOD, {"batch_size": 0}, ["batch_size"]),
+    (GOOD, {"batch_size": 2.5}, ["batch_size"]),
+    (GOOD, {"seed": -1}, ["seed"]),
+    (GOOD, {"shuffle": "yes"}, ["shuffle"]),
+    (GOOD, {"binarize": "always"}, ["binarize", "dynamic", "static"]),
+])
+def test_from_arrays_refuses_bad_input_saying_what_to_do(x, kwargs, words):
+    with pytest.raises(ValueError) as err:  # validation.WrongTypeError is a ValueError too
+        data.from_arrays(x, **kwargs)
+    for word in words:
+        assert word in str(err.value)
+
+
+# --- from_directory -----------------------------------------------------------
+
+def write_png(path, image):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(tf.io.encode_png(np.asarray(image, np.uint8)).numpy())
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """Two classes of 8x8 PNGs whose constant grey level encodes (class, index): 'cats' 5 gray
+    images, 'dogs' 3 RGB images (one in a nested folder); a non-image file besides."""
+    root = tmp_path / "pets"
+    for i in range(5):
+        write_png(root / "cats" / f"{i}.png", np.full((8, 8, 1), 10 + 20 * i))
+    for i in range(3):
+        nested = "deep/" if i == 2 else ""
+        write_png(root / "dogs" / f"{nested}{i}.png", np.full((8, 8, 3), 150 + 20 * i))
+    (root / "cats" / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_from_directory_grayscale_values_labels_and_order(folder):
+    ds = data.from_directory(folder, 8, batch_size=None, shuffle=False, with_labels=True)
+    assert ds.element_spec[0].shape.as_list() == [8, 8, 1] and ds.class_names == ["cats", "dogs"]
+    images, labels = zip(*ds.as_numpy_iterator())
+    images = np.stack(images)
+    # Sorted file order (cats/0..4, dogs/0, dogs/1, dogs/deep/2), exact 8-bit values / 255.
+    grey = [10, 30, 50, 70, 90, 150, 170, 190]
+    np.testing.assert_array_equal(images[:, 0, 0, 0], np.float32(grey) / np.float32(255))
+    assert np.all(images == images[:, :1, :1, :])  # constant images stay constant
+    assert list(labels) == [0] * 5 + [1] * 3
+    names = [os.path.relpath(p, folder).replace(os.sep, "/") for p in ds.file_paths]
+    assert names[-2:] == ["dogs/1.png", "dogs/deep/2.png"] and len(names) == 8
+
+
+def test_from_directory_rgb_resizes_and_converts(folder):
+    ds = data.from_directory(folder, (4, 6), "rgb", batch_size=3, shuffle=False)
+    assert ds.element_spec.shape.as_list() == [None, 4, 6, 3]
+    x = as_array(ds)
+    assert x.shape == (8, 4, 6, 3) and x.dtype == np.float32
+    # Gray images become three equal channels; a constant image resized is still constant.
+    np.testing.assert_array_equal(x[..., 0], x[..., 2])
+    np.testing.assert_allclose(x[:, 0, 0, 0], np.float32([10, 30, 50, 70, 90, 150, 170, 190])
+                               / 255, atol=1 / 255)
+    assert np.all(x == x[:, :1, :1, :])
+    # A real picture shrinks by averaging: a checkerboard becomes mid-grey.
+    board = np.indices((16, 16)).sum(0)[..., None] % 2 * 255
+    write_png(folder.parent / "board" / "b.png", board)
+    small = as_array(data.from_directory(folder.parent / "board", 4, batch_size=1))
+    np.testing.assert_allclose(small, 0.5, atol=0.05)
+    color = np.zeros((8, 8, 3), np.uint8)
+    color[..., 0] = 255  # pure red
+    write_png(folder.parent / "red" / "r.png", color)
+    red_grey = as_array(data.from_directory(folder.parent / "red", 8, batch_size=1))
+    np.testing.assert_allclose(red_grey, 0.299, atol=0.01)  # ITU-R 601 luma of red
+
+
+def test_from_directory_reads_jpeg_bmp_gif_and_several_folders(tmp_path):
+    image = np.full((6, 6, 3), 200, np.uint8)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.JPG").write_bytes(tf.io.encode_jpeg(image).numpy())
+    write_png(tmp_path / "b" / "y.png", image[..., :1])
+    Image = pytest.importorskip("PIL.Image")
+    Image.fromarray(image).save(tmp_path / "b" / "z.bmp")
+    Image.fromarray(image).save(tmp_path / "b" / "w.gif")
+    ds = data.from_directory([tmp_path / "a", tmp_path / "b"], 6, batch_size=None,
+                             shuffle=False)
+    x = as_array(ds)
+    assert x.shape == (4, 6, 6, 1)
+    np.testing.assert_allclose(x, 200 / 255, atol=3 / 255)  # jpeg and gif are lossy
+
+
+def test_from_directory_validation_split_is_disjoint_complete_and_seeded(folder):
+    def subset(name, seed=0, **kwargs):
+        return data.from_directory(folder, 8, validation_split=0.25, subset=name, seed=seed,
+                                   **kwargs)
+    training, validation = subset("training"), subset("validation")
+    assert len(validation.file_paths) == 2 and len(training.file_paths) == 6
+    assert set(training.file_paths).isdisjoint(validation.file_paths)
+    everything = data.from_directory(folder, 8).file_paths
+    assert sorted(training.file_paths + validation.file_paths) == sorted(everything)
+    assert len(as_array(training)) == 6 and len(as_array(validation)) == 2
+    assert subset("validation").file_paths == validation.file_paths  # deterministic
+    held_out = {tuple(subset("validation", seed=s).file_paths) for s in range(6)}
+    assert len(held_out) > 1  # the seed picks the held-out files
+    first = lambda ds: np.asarray(next(iter(ds)))  # noqa: E731
+    np.testing.assert_array_equal(first(subset("training", batch_size=4, seed=1)),
+                                  first(subset("training", batch_size=4, seed=1)))
+
+
+def test_from_directory_binarizes_like_the_others(folder):
+    dyn = data.from_directory(folder, 8, batch_size=4, binarize="dynamic", shuffle=False)
+    a, b = as_array(dyn), as_array(dyn)
+    assert set(np.unique(a)) == {0.0, 1.0} and not np.array_equal(a, b)
+    static = data.from_directory(folder, 8, batch_size=4, binarize="static", seed=2)
+    assert sorted(map(bytes, as_array(static))) == sorted(map(bytes, as_array(static)))
+    # The same images through from_arrays give the same bits: one pipeline.
+    grey = as_array(data.from_directory(folder, 8, batch_size=8, shuffle=False))
+    np.testing.assert_array_equal(
+        as_array(data.from_directory(folder, 8, binarize="static", seed=2, shuffle=False)),
+        as_array(data.from_arrays(grey, binarize="static", seed=2, shuffle=False)))
+
+
+def test_from_directory_names_the_files_it_cannot_decode(folder):
+    (folder / "dogs" / "broken.png").write_bytes(b"\x89PNG but not really")
+    (folder / "cats" / "empty.jpg").write_bytes(b"")
+    with pytest.raises(ValueError) as err:
+        data.from_directory(folder, 8)
+    message = str(err.value)
+    assert "could not decode 2 of 10 image files" in message
+    assert "dogs/broken.png (" in message and "cats/empty.jpg (" in message
+    assert str(folder) not in message  # named relative to the folder, readably
+
+
+@pytest.mark.parametrize("make, kwargs, error, words", [
+    (lambda root: None, {}, FileNotFoundError, ["does not exist"]),
+    (lambda root: root.mkdir(), {}, ValueError, ["is empty"]),
+    (lambda root: (root.mkdir(), (root / "a.txt").write_text("x"), (root / "b.npz").write_bytes(
+        b"x")), {}, ValueError, ["no image files", ".png", ".jpg", ".gif", "1 .txt", "1 .npz"]),
+    (lambda root: (root.parent.mkdir(exist_ok=True), root.write_text("x")), {}, ValueError,
+     ["is a file, not a folder"]),
+])
+def test_from_directory_refuses_bad_folders(tmp_path, make, kwargs, error, words):
+    root = tmp_path / "images"
+    make(root)
+    with pytest.raises(error) as err:
+        data.from_directory(root, 8, **kwargs)
+    for word in words:
+        assert word in str(err.value)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(image_size=0), ["image_size=0", "positive"]),
+    (dict(image_size=(8,)), ["image_size", "(height, width)"]),
+    (dict(image_size="8"), ["image_size"]),
+    (dict(image_size=8, color_mode="rgba"), ["color_mode", "grayscale", "rgb"]),
+    (dict(image_size=8, subset="training"), ["subset", "validation_split"]),
+    (dict(image_size=8, validation_split=0.2), ["subset='training'", "'validation'"]),
+    (dict(image_size=8, validation_split=1.5, subset="training"), ["validation_split", "(0, 1)"]),
+    (dict(image_size=8, validation_split=0.2, subset="test"), ["subset", "training"]),
+    (dict(image_size=8, validation_split=0.01, subset="validation"), ["leaves no", "8 image"]),
+    (dict(image_size=8, batch_size=0), ["batch_size"]),
+    (dict(image_size=8, seed=-2), ["seed"]),
+    (dict(image_size=8, shuffle=None), ["shuffle"]),
+    (dict(image_size=8, binarize="yes"), ["binarize"]),
+    (dict(image_size=8, with_labels="yes"), ["with_labels"]),
+])
+def test_from_directory_refuses_bad_arguments(folder, kwargs, words):
+    with pytest.raises(ValueError) as err:
+        data.from_directory(folder, **kwargs)
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_from_directory_labels_need_class_folders(folder):
+    write_png(folder / "loose.png", np.zeros((8, 8, 1)))
+    with pytest.raises(ValueError, match="directly in it .*'loose.png'"):
+        data.from_directory(folder, 8, with_labels=True)
+    assert len(data.from_directory(folder, 8).file_paths) == 9  # fine without labels

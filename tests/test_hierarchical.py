@@ -8,7 +8,7 @@ import tf_keras
 from scipy.stats import multivariate_normal
 
 import tfvae
-from tfvae.layers import PrecisionWeightedGaussian
+from tfvae.models.hierarchical import PrecisionWeightedGaussian
 from tfvae.models.iaf import AutoregressiveStep
 
 DIGITS = (8, 8, 1)
@@ -23,9 +23,10 @@ def std_to_raw(std):
     return inverse_softplus(np.asarray(std, np.float64) - 1e-4)
 
 
-def set_dense(sequential, kernel, bias):
-    """The one Dense layer of a linear body (hidden_units=()) gets kernel [in, out], bias."""
-    (dense,) = [l for l in sequential.layers if isinstance(l, tf_keras.layers.Dense)]
+def set_dense(layer, kernel, bias):
+    """The one Dense layer of `layer` (a head, or a network of one layer) gets kernel
+    [in, out] and bias."""
+    (dense,) = [l for l in [layer, *layer.submodules] if isinstance(l, tf_keras.layers.Dense)]
     dense.set_weights([np.asarray(kernel, np.float32).reshape(dense.kernel.shape),
                        np.asarray(bias, np.float32)])
 
@@ -283,9 +284,9 @@ def linear_vae(W, b, sigma, exact=True):
     std = np.sqrt(np.diag(S))
     if not exact:                          # a worse, still reasonable, posterior
         mean_bias, std = mean_bias + 0.1, 1.2 * std
-    set_dense(model.encoder, np.concatenate([mean_kernel, np.zeros_like(mean_kernel)], 1),
+    set_dense(model.encoder_head, np.concatenate([mean_kernel, np.zeros_like(mean_kernel)], 1),
               np.concatenate([mean_bias, std_to_raw(std)]))
-    set_dense(model.decoder, W.T, b)
+    set_dense(model.decoder_head, W.T, b)
     return model
 
 
@@ -326,10 +327,10 @@ def test_hierarchical_log_likelihood_matches_the_closed_form(rng):
     model = tfvae.models.get("hvae", input_shape=(4,), latent_dims=(1, 1), hidden_units=(),
                              likelihood="gaussian", likelihood_scale=sigma)
     set_dense(model.prior_nets[0], [[A, 0.0]], [a, std_to_raw(s)])
-    set_dense(model.decoder, W[None], b)
+    set_dense(model.decoder_head, W[None], b)
     v1 = A ** 2 + s ** 2                                   # the marginal variance of z_1
     var1 = 1.0 / (1.0 / v1 + W @ W / sigma ** 2)           # p(z_1 | x)
-    set_dense(model.encoder, np.stack([var1 * W / sigma ** 2, np.zeros(4)], 1),
+    set_dense(model.encoder_head, np.stack([var1 * W / sigma ** 2, np.zeros(4)], 1),
               [var1 * (a / v1 - W @ b / sigma ** 2), std_to_raw(np.sqrt(var1))])
     var2 = 1.0 / (1.0 + A ** 2 / s ** 2)                   # p(z_2 | z_1)
     set_dense(model.inference_nets[0], [[var2 * A / s ** 2, 0.0]],
@@ -347,7 +348,7 @@ def test_active_units_count_the_units_whose_posterior_mean_varies(digits, rng):
     model = tfvae.models.get("vae", input_shape=DIGITS, latent_dim=5, hidden_units=())
     kernel = 10 * rng.normal(size=(64, 10))
     kernel[:, :2] = 0.0                        # units 0 and 1: the same mean for every x
-    set_dense(model.encoder, kernel, np.zeros(10))
+    set_dense(model.encoder_head, kernel, np.zeros(10))
     assert model.active_units(digits) == [3]
     dataset = tf.data.Dataset.from_tensor_slices(digits).batch(10)
     assert model.active_units(dataset, threshold=1e9) == [0]

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import tfvae
@@ -200,7 +200,7 @@ def test_mixed_precision_trains_without_nan(precision, digits):
     tf_keras.utils.set_random_seed(0)
     model = tfvae.models.VAE(input_shape=DIGITS, latent_dim=3, hidden_units=(32, 16))
     low = precision.split("_")[1]
-    dense = model.encoder.layers[-1]
+    dense = model.encoder_head
     assert dense.compute_dtype == low and dense.kernel.dtype == tf.float32
     assert model.encoder(digits[:4]).dtype == low  # the layers compute in 16 bits...
     terms = model.compute_terms(tf.constant(digits[:8]), training=True)
@@ -214,14 +214,11 @@ def test_mixed_precision_trains_without_nan(precision, digits):
     assert not training.non_finite_variables(model)
 
 
-@pytest.mark.parametrize("name", sorted(
-    {"vae", "hvae", "ladder_vae", "iaf_vae", "ae", "denoising_ae", "sparse_ae", "contractive_ae"}))
+@pytest.mark.parametrize("name", tfvae.models.names())
 @pytest.mark.parametrize("precision", ["mixed_float16"], indirect=True)
 def test_every_family_keeps_its_terms_in_float32_under_mixed_precision(name, precision, digits):
-    from test_battery import CASES
-
-    kwargs = next(kwargs for case, kwargs in CASES if case == name)
-    model = tfvae.models.get(name, input_shape=DIGITS, **kwargs)
+    model = tfvae.models.get(name, input_shape=DIGITS,
+                             **tfvae.models.get_class(name).example_config)
     terms = model.compute_terms(tf.constant(digits[:8]), training=True)
     for key, value in terms.items():
         assert value.dtype == tf.float32 and np.all(np.isfinite(value.numpy())), key
@@ -233,10 +230,9 @@ def test_extreme_network_outputs_give_finite_losses_and_gradients(likelihood, di
     from the networks still give finite terms and gradients."""
     model = tfvae.models.VAE(input_shape=DIGITS, latent_dim=2, hidden_units=(8,),
                              likelihood=likelihood)
-    for body, value in ((model.encoder, 30.0), (model.decoder, -1e4)):
-        last = body.layers[-1]
-        last.bias.assign(tf.fill(last.bias.shape, value))
-    model.encoder.layers[-1].bias[2:].assign([-1e4, -1e4])  # posterior raw scales: floored
+    for head, value in ((model.encoder_head, 30.0), (model.decoder_head.projection, -1e4)):
+        head.bias.assign(tf.fill(head.bias.shape, value))
+    model.encoder_head.bias[2:].assign([-1e4, -1e4])  # posterior raw scales: floored
     x = tf.constant(digits[:8])
     with tf.GradientTape() as tape:
         terms = model.compute_terms(x, training=True)
@@ -276,7 +272,7 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp
 
         def on_train_batch_begin(self, batch, logs=None):
             if len(good) == 1 and batch == 1:
-                bias = self.model.decoder.layers[-1].bias
+                bias = self.model.decoder_head.projection.bias
                 bias.assign(tf.fill(bias.shape, np.nan))
 
     with pytest.raises(training.NonFiniteLossError,
@@ -288,7 +284,8 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp
     for restored, kept in zip(model.get_weights(), good[0]):
         np.testing.assert_array_equal(restored, kept)
     assert tfvae.load(tfvae.export(model, tmp_path / "export")).version == 1
-    model.decoder.layers[-1].bias.assign(tf.fill(model.decoder.layers[-1].bias.shape, np.nan))
+    bias = model.decoder_head.projection.bias
+    bias.assign(tf.fill(bias.shape, np.nan))
     with pytest.raises(ValueError, match="non-finite"):
         tfvae.export(model, tmp_path / "export")
 
@@ -322,7 +319,7 @@ BAD_WIDTHS = st.one_of(
     st.integers(), st.none(), st.floats())
 BAD_CHOICE = st.one_of(st.text(max_size=6).filter(
     lambda s: s not in ("bernoulli", "gaussian", "discretized_logistic", "mlp", "conv",
-                        "masking", "salt_and_pepper")),
+                        "masking", "salt_and_pepper", "resnet")),
     st.integers(), st.lists(st.text(), max_size=1))
 
 
@@ -352,16 +349,13 @@ BAD_ARGUMENTS = {
     "contractive_weight": BAD_NON_NEGATIVE, "rho": BAD_PROBABILITY,
     "noise_level": st.one_of(st.floats(max_value=-1e-6), st.just(math.nan), NOT_NUMBER),
     "batch_norm": st.one_of(st.integers(), st.text(max_size=2), st.none()),
+    "encoder": st.one_of(st.integers(), st.text(min_size=1, max_size=3),
+                         st.lists(st.integers(), min_size=1, max_size=1), st.just(math.nan)),
+    "decoder": st.one_of(st.integers(), st.text(min_size=1, max_size=3),
+                         st.lists(st.integers(), min_size=1, max_size=1), st.just(math.nan)),
 }
-VALID = {"vae": dict(latent_dim=2, hidden_units=(8,), likelihood="gaussian"),
-         "hvae": dict(latent_dims=(2, 2), hidden_units=(8,), likelihood="gaussian"),
-         "ladder_vae": dict(latent_dims=(2, 2), hidden_units=(8,), likelihood="gaussian"),
-         "iaf_vae": dict(latent_dim=2, hidden_units=(8,), flow_hidden_units=(4,), context_dim=2,
-                         likelihood="gaussian"),
-         "ae": dict(latent_dim=2, hidden_units=(8,), likelihood="gaussian"),
-         "denoising_ae": dict(latent_dim=2, hidden_units=(8,), corruption="gaussian"),
-         "sparse_ae": dict(latent_dim=2, hidden_units=(8,)),
-         "contractive_ae": dict(latent_dim=2, hidden_units=(8,))}
+# Every registered family, from its own small example configuration.
+VALID = {name: tfvae.models.get_class(name).example_config for name in tfvae.models.names()}
 
 
 @settings(max_examples=220, **PROPERTY)
@@ -373,6 +367,8 @@ def test_model_constructors_name_bad_arguments(data):
     argument = data.draw(st.sampled_from(sorted(set(accepted) & set(BAD_ARGUMENTS))),
                          label="argument")
     value = data.draw(BAD_ARGUMENTS[argument], label="value")
+    # hidden_units=None means "the network's default widths" where that is the default.
+    assume(not (value is None and accepted[argument] is None))
     with pytest.raises((ValueError, TypeError)) as error:
         tfvae.models.get(name, **{"input_shape": DIGITS, **VALID[name], argument: value})
     message = str(error.value)
@@ -565,7 +561,7 @@ def _snapshot(root):
 
 def test_an_export_failing_at_any_step_leaves_the_folder_as_it_was(small_vae, tmp_path,
                                                                    monkeypatch):
-    import tfvae.serving
+    import tfvae.warmup
 
     tfvae.export(small_vae, tmp_path / "vae")
     before = _snapshot(tmp_path)
@@ -580,7 +576,7 @@ def test_an_export_failing_at_any_step_leaves_the_folder_as_it_was(small_vae, tm
         raise OSError("disk full")
 
     steps = [(exporting, "ExportModule", fail), (tf.saved_model, "save", fail),
-             (tf.saved_model, "save", save_then_fail), (tfvae.serving, "write_warmup_requests",
+             (tf.saved_model, "save", save_then_fail), (tfvae.warmup, "write_warmup_requests",
                                                         fail), (exporting, "_sync", fail),
              (os, "rename", fail)]
     for owner, attribute, failure in steps:

@@ -20,7 +20,8 @@ import tensorflow as tf
 import tf_keras
 
 import tfvae
-from tfvae import serving
+from tfvae import serving, signatures, warmup
+from tfvae.loading import LoadedModel
 from tfvae.serving import GRPCClient, RESTClient, ServingError, ServingTimeout
 from serving_double import GRPCDouble, RESTDouble, SavedModelRunner, Status
 
@@ -82,12 +83,12 @@ def test_session_loader_runs_every_signature_like_tf_serving(exported):
     graph, results = tf.Graph(), {}
     with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
         meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(exported.path))
-        signatures = {k: v for k, v in meta_graph.signature_def.items() if not k.startswith("__")}
-        assert set(signatures) == set(SIGNATURES)
-        for name, signature in signatures.items():
+        definitions = {k: v for k, v in meta_graph.signature_def.items() if not k.startswith("__")}
+        assert set(definitions) == set(SIGNATURES) == set(signatures.names())
+        for name, signature in definitions.items():
             assert signature.method_name == "tensorflow/serving/predict"
             ((alias, tensor_info),) = signature.inputs.items()
-            assert alias == serving.SIGNATURE_INPUTS[name]
+            assert alias == signatures.input_name(name)
             fetches = {key: info.name for key, info in signature.outputs.items()}
             results[name] = session.run(fetches, {tensor_info.name: exported.cases[name]})
     for name, got in results.items():
@@ -116,7 +117,9 @@ def test_warmup_file_holds_a_prediction_log_per_signature_that_runs(exported):
     prediction_log_pb2 = pytest.importorskip("tensorflow_serving.apis.prediction_log_pb2",
                                              reason=NO_SERVING_API)
     path = exported.path / "assets.extra" / "tf_serving_warmup_requests"
+    assert exported.path / warmup.WARMUP_FILE == path
     raw = [record.numpy() for record in tf.data.TFRecordDataset(str(path))]
+    assert raw == warmup.warmup_requests(exported.path, model_name="vae")
     logs = [prediction_log_pb2.PredictionLog.FromString(record) for record in raw]
     assert sorted(log.predict_log.request.model_spec.signature_name for log in logs) == \
         sorted(SIGNATURES)
@@ -128,7 +131,7 @@ def test_warmup_file_holds_a_prediction_log_per_signature_that_runs(exported):
             signature = request.model_spec.signature_name
             assert request.model_spec.name == "vae"
             inputs = {alias: tf.make_ndarray(proto) for alias, proto in request.inputs.items()}
-            assert list(inputs) == [serving.SIGNATURE_INPUTS[signature]]
+            assert list(inputs) == [signatures.input_name(signature)]
             value = next(iter(inputs.values()))
             assert value.shape[0] == 2
             check_outputs(signature, runner.predict(signature, inputs),
@@ -312,6 +315,22 @@ def test_grpc_client_runs_every_signature(exported, grpc_server):
             value = exported.cases[signature]
             check_outputs(signature, call(client, signature, value),
                           expected(exported.model, signature, value))
+
+
+def test_clients_and_the_loader_share_one_set_of_signature_methods(exported):
+    served = tfvae.load(exported.path)
+    for cls in (RESTClient, GRPCClient, LoadedModel):
+        assert issubclass(cls, signatures.SignatureMethods)
+        for name in signatures.SIGNATURES:
+            assert getattr(cls, name) is getattr(signatures.SignatureMethods, name), (cls, name)
+    # The same seeds as an int count, and the same refusal of a bad count, before any request.
+    client = RESTClient(f"http://127.0.0.1:{free_port()}", "vae", retries=0)
+    for bad, error in [(0, ValueError), (2.5, TypeError)]:
+        for model in (client, served):
+            with pytest.raises(error, match=r"sample\(\) count"):
+                model.sample(bad)
+    assert client.attempts == 0
+    np.testing.assert_array_equal(served.sample(3)["x"], served.sample([0, 1, 2])["x"])
 
 
 def test_rest_status_and_metadata(rest_server):

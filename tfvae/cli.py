@@ -2,6 +2,7 @@
 
     tfvae models
     tfvae train vae --dataset digits --epochs 20 --latent-dim 8 --export saved_models/vae_digits
+    tfvae train vae --data-dir my_images --image-size 32 --color-mode rgb --validation-split 0.1
     tfvae evaluate saved_models/vae_digits --dataset digits
     tfvae sample saved_models/vae_digits --num 16 --out samples.png
     tfvae plot vae_mnist --kind latent --dataset mnist --num 2000 --out latent.png
@@ -83,12 +84,132 @@ def _widths(text):
     return tuple(_positive_int(part.strip()) for part in text.split(","))
 
 
-def _load_data(args, split, batch_size):
+def _fraction(text):
+    """argparse type: a number strictly between 0 and 1."""
+    value = _number(text, float, 0.0, strict=True)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1), got {text!r}")
+    return value
+
+
+_FOLDER_FLAGS = (("color_mode", "--color-mode"), ("validation_split", "--validation-split"))
+
+
+def _holds_images(folder, limit=2000):
+    """Image files directly in `folder` or in its immediate subfolders (class folders)? A TFDS
+    data folder has none there (its downloads/ folder is skipped); only `limit` entries are
+    looked at, so a huge folder costs little."""
+    from tfvae.data import _IMAGE_EXTENSIONS
+
+    seen = 0
+    for top, subfolders, files in os.walk(folder):
+        if any(os.path.splitext(f)[1].lower() in _IMAGE_EXTENSIONS for f in files):
+            return True
+        seen += len(files) + len(subfolders)
+        if top == folder:
+            subfolders[:] = [d for d in subfolders if d != "downloads"]
+        else:
+            subfolders[:] = []  # no deeper than class folders
+        if seen > limit:
+            break
+    return False
+
+
+def _check_data_flags(args):
+    """Resolve --dataset / --data-dir / --image-size before any work, refusing mixtures.
+
+    --image-size is what makes --data-dir a folder of images (data.from_directory); without it
+    --data-dir keeps its meaning, the TFDS data folder for --dataset."""
+    image_size = getattr(args, "image_size", None)
+    args.image_folder = image_size is not None
+    if not args.image_folder:
+        for attribute, flag in _FOLDER_FLAGS:
+            if getattr(args, attribute, None) is not None:
+                raise SystemExit(f"tfvae: {flag} applies to a folder of images: pass "
+                                 f"--data-dir FOLDER --image-size N")
+        if (hasattr(args, "image_size") and args.data_dir and os.path.isdir(args.data_dir)
+                and _holds_images(args.data_dir)):
+            raise SystemExit(f"tfvae: --data-dir {args.data_dir} holds image files, not a TFDS "
+                             f"data folder: pass --image-size N to use them (resized to NxN)")
+        args.dataset = args.dataset or "digits"
+        return
+    if not args.data_dir:
+        raise SystemExit("tfvae: --image-size needs --data-dir FOLDER, the folder of images")
+    if not os.path.isdir(args.data_dir):
+        raise SystemExit(f"tfvae: --data-dir {args.data_dir} is not a folder (with --image-size "
+                         f"it is the folder of images)")
+    if args.dataset is not None:
+        raise SystemExit(f"tfvae: --dataset {args.dataset} and --image-size exclude each other: "
+                         f"--image-size trains on the images in --data-dir; drop one of them")
+    if args.take is not None:
+        raise SystemExit("tfvae: --take does not apply to an image folder (--image-size); "
+                         "use --validation-split, or a smaller folder")
+    args.color_mode = args.color_mode or "grayscale"
+    # The folder's own name, never its path: it goes into results and model cards.
+    args.dataset = os.path.basename(os.path.normpath(os.path.abspath(args.data_dir)))
+
+
+def _input_shape(args):
     from tfvae import data
 
-    return data.load(args.dataset, split, batch_size=batch_size, binarize=args.binarize,
-                     data_dir=args.data_dir, download=not args.offline, take=args.take,
-                     seed=args.seed)
+    if args.image_folder:
+        return (args.image_size, args.image_size, 3 if args.color_mode == "rgb" else 1)
+    return data.input_shape(args.dataset)
+
+
+def _load_data(args, split, batch_size, shuffle=None, binarize="flag"):
+    """The --dataset split, or with --image-size the image folder: its "training" subset for
+    split "train" and its "validation" subset otherwise (the whole folder without
+    --validation-split)."""
+    from tfvae import data
+
+    binarize = args.binarize if binarize == "flag" else binarize
+    if not args.image_folder:
+        return data.load(args.dataset, split, batch_size=batch_size, binarize=binarize,
+                         data_dir=args.data_dir, download=not args.offline, take=args.take,
+                         seed=args.seed, shuffle=shuffle)
+    subset = {}
+    if args.validation_split is not None:
+        if split not in ("train", "training", "test", "validation", "valid"):
+            raise SystemExit(f"tfvae: --split {split} of an image folder: use train (the "
+                             f"training part) or test / validation (the held-out part)")
+        subset = {"validation_split": args.validation_split,
+                  "subset": "training" if split in ("train", "training") else "validation"}
+    return data.from_directory(args.data_dir, args.image_size, args.color_mode,
+                               batch_size=batch_size, binarize=binarize, seed=args.seed,
+                               shuffle=split == "train" if shuffle is None else shuffle, **subset)
+
+
+def _portable_command(argv):
+    """The command line as run, with absolute paths cut to their last part: model cards must
+    not record where things lay on the training machine."""
+    def portable(token):
+        flag, sep, value = token.partition("=") if token.startswith("--") else ("", "", token)
+        if os.path.isabs(value):
+            value = os.path.basename(os.path.normpath(value))
+        return flag + sep + value
+
+    return "tfvae " + " ".join(portable(token) for token in argv)
+
+
+def _count(dataset):
+    """Examples in an image-folder dataset (None for the others: counting them would cost a
+    pass over the data)."""
+    files = getattr(dataset, "file_paths", None)
+    return None if files is None else len(files)
+
+
+def _data_card(args, counts):
+    """The model card's `data`: what the model was trained on, without machine paths."""
+    if not args.image_folder:
+        return {"name": args.dataset, "binarize": args.binarize, "take": args.take}
+    held_out = args.validation_split is not None
+    return {"name": args.dataset, "source": "image folder",
+            "image_size": [args.image_size, args.image_size], "color_mode": args.color_mode,
+            "binarize": args.binarize, "validation_split": args.validation_split,
+            "examples": {"training": counts.get("training"),
+                         "validation": counts.get("test") if held_out else 0},
+            "test_metrics_on": "validation" if held_out else "training"}
 
 
 def cmd_models(args):
@@ -102,7 +223,7 @@ def cmd_models(args):
 def cmd_train(args):
     import tf_keras
 
-    from tfvae import data, models, training
+    from tfvae import models, training
     from tfvae.callbacks import KLWarmup
     from tfvae.exporting import export
 
@@ -114,12 +235,16 @@ def cmd_train(args):
     try:
         tf_keras.utils.set_random_seed(args.seed)
         with strategy.scope():
-            model = models.get(args.model, **_model_kwargs(args, data.input_shape(args.dataset)))
+            model = models.get(args.model, **_model_kwargs(args, _input_shape(args)))
             model.compile(optimizer=training.make_optimizer(args.lr, args.clip_norm))
     finally:
         # Models built later in this process (tests call main()) get the previous policy.
         tf_keras.mixed_precision.set_global_policy(previous_policy)
     test = _load_data(args, "test", args.batch_size)
+    counts = {"test": _count(test)}
+    if args.image_folder and args.validation_split is None:
+        _log(f"no --validation-split: the test metrics score the training images of "
+             f"{args.dataset}")
     callbacks = []
     if args.kl_warmup:
         if not hasattr(model, "kl_weight"):
@@ -144,10 +269,9 @@ def cmd_train(args):
                 _log(f"resuming from {args.checkpoint_dir}: {done} of {args.epochs} epochs done")
             # Single, unshuffled examples: fit_resumable shuffles (and binarizes dynamically)
             # per epoch from (seed, epoch), so a resumed run repeats an uninterrupted one.
-            examples = data.load(args.dataset, "train", batch_size=None, shuffle=False,
-                                 binarize="static" if args.binarize == "static" else None,
-                                 data_dir=args.data_dir, download=not args.offline,
-                                 take=args.take, seed=args.seed)
+            examples = _load_data(args, "train", None, shuffle=False,
+                                  binarize="static" if args.binarize == "static" else None)
+            counts["training"] = _count(examples)
             training.fit_resumable(
                 model, examples, epochs=args.epochs, batch_size=args.batch_size,
                 checkpoint_dir=args.checkpoint_dir, seed=args.seed,
@@ -157,6 +281,7 @@ def cmd_train(args):
             train = examples.batch(args.batch_size)
         else:
             train = _load_data(args, "train", args.batch_size)
+            counts["training"] = _count(train)
             if args.strategy == "tpu":  # TPUs compile for static shapes
                 train = train.rebatch(args.batch_size, drop_remainder=True)
             model.fit(train, epochs=args.epochs, verbose=verbose,
@@ -170,6 +295,8 @@ def cmd_train(args):
     result = {"model": args.model, "dataset": args.dataset, "epochs": args.epochs,
               "train_seconds": round(seconds, 1),
               "test": {k: round(float(v), 4) for k, v in metrics.items()}}
+    if args.image_folder:
+        result["examples"] = _data_card(args, counts)["examples"]
     if args.checkpoint_dir:
         result.update(checkpoint_dir=args.checkpoint_dir, resumed_after_epochs=done)
     if not chief:
@@ -179,9 +306,9 @@ def cmd_train(args):
         model.save(args.save)
         result["saved"] = args.save
     if args.export:
-        command = "tfvae " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("tfvae") else None
+        command = _portable_command(sys.argv[1:]) if sys.argv[0].endswith("tfvae") else None
         path = export(model, args.export, metrics={f"test_{k}": v for k, v in result["test"].items()},
-                      data={"name": args.dataset, "binarize": args.binarize, "take": args.take},
+                      data=_data_card(args, counts),
                       card={"training": {"epochs": args.epochs, "batch_size": args.batch_size,
                                          "learning_rate": args.lr, "seed": args.seed,
                                          "kl_warmup_epochs": args.kl_warmup,
@@ -290,11 +417,26 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="tfvae", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def data_flags(p, default_split=None):
-        p.add_argument("--dataset", default="digits",
+    def data_flags(p, default_split=None, image_folder=False):
+        # default None, read as "digits": an explicit --dataset next to --image-size is refused
+        p.add_argument("--dataset",
                        help="digits (embedded, default), mnist, fashion_mnist, binarized_mnist, "
                             "or any TFDS image dataset")
-        p.add_argument("--data-dir", help="TFDS data folder (or the folder of binarized_mnist.npz)")
+        if not image_folder:
+            p.add_argument("--data-dir",
+                           help="TFDS data folder (or the folder of binarized_mnist.npz)")
+        else:
+            p.add_argument("--data-dir", metavar="FOLDER",
+                           help="TFDS data folder (or the folder of binarized_mnist.npz); with "
+                                "--image-size, a folder of image files (png, jpg, bmp, gif; "
+                                "subfolders too)")
+            p.add_argument("--image-size", type=_positive_int, metavar="N",
+                           help="train on the images in --data-dir, resized to NxN")
+            p.add_argument("--color-mode", choices=["grayscale", "rgb"],
+                           help="with --image-size: 1 or 3 channels (default grayscale)")
+            p.add_argument("--validation-split", type=_fraction, metavar="FRACTION",
+                           help="with --image-size: hold out this share of the images (fixed "
+                                "by --seed); the test metrics score them")
         p.add_argument("--binarize", choices=["dynamic", "static"], help="binarize the images")
         p.add_argument("--batch-size", type=_positive_int, default=128)
         p.add_argument("--take", type=_positive_int, help="use only the first N examples of each split")
@@ -308,12 +450,12 @@ def build_parser():
 
     p = commands.add_parser("train", help="train a model with model.fit, evaluate, export")
     p.add_argument("model", help="a registered model name (see `tfvae models`)")
-    data_flags(p)
+    data_flags(p, image_folder=True)
     p.add_argument("--epochs", type=_positive_int, default=10)
     p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam's learning rate")
     p.add_argument("--latent-dim", type=int)  # the model names latent_dim if it is < 1
     p.add_argument("--hidden-units", type=_widths, help="comma-separated widths, e.g. 512,256")
-    p.add_argument("--network", choices=["mlp", "conv"])
+    p.add_argument("--network", choices=["mlp", "conv", "resnet"])
     p.add_argument("--likelihood", choices=["bernoulli", "gaussian", "discretized_logistic"])
     p.add_argument("--beta", type=_non_negative_float)
     p.add_argument("--kl-warmup", type=_positive_int, metavar="EPOCHS",
@@ -343,7 +485,7 @@ def build_parser():
     p = commands.add_parser("evaluate", help="score an export on a data split (TensorFlow only)")
     p.add_argument("path", help="an export folder, e.g. saved_models/vae_digits")
     p.add_argument("--version", type=_positive_int)
-    data_flags(p, default_split="test")
+    data_flags(p, default_split="test", image_folder=True)
     p.set_defaults(run=cmd_evaluate)
 
     p = commands.add_parser("sample", help="draw samples from an export into a PNG grid")
@@ -391,6 +533,8 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if hasattr(args, "dataset"):
+        _check_data_flags(args)
     try:
         args.run(args)
     except (ValueError, FileNotFoundError, KeyError, TypeError, FloatingPointError) as error:

@@ -1,18 +1,16 @@
 """Export a trained model as a SavedModel in TF Serving's `<name>/<version>/` layout.
 
-The export module holds the model's variables and one `tf.function` per signature with a fixed,
-batch-major input signature. It tracks the variables only, not the Keras objects, so the
-SavedModel loads and runs with TensorFlow alone: no tfvae, TFP or tf_keras at serving time.
+    path = export(model, "saved_models/vae_digits", data="digits", metrics={"test_elbo": -30.5})
+    # -> saved_models/vae_digits/1, then 2, ...
 
-Signatures:
-- `encode(x)`      -> `mean`, `stddev`, `z` (one posterior sample); families may add more;
-- `decode(z)`      -> `x`, the likelihood's mean;
-- `sample(seed)`   -> `z`, `x`: one sample per int64 seed, the same for the same seed;
-- `reconstruct(x)` -> `x`; also `serving_default`;
-- `score(x)`       -> the model's per-example terms (`loss`, and for VAEs `elbo`,
-  `reconstruction`, `kl`, ...), for evaluation and anomaly scoring without tfvae.
+The export module holds the model's variables and one `tf.function` per signature of the
+contract in `tfvae.signatures` (`encode`, `decode`, `sample`, `reconstruct`, `score`, and
+`serving_default` = `reconstruct`), each with a fixed, batch-major input signature. It tracks the
+variables only, not the Keras objects, so the SavedModel loads and runs with TensorFlow alone: no
+tfvae, TFP or tf_keras at serving time.
 
-Each version also carries `assets.extra/tf_serving_warmup_requests` (see `tfvae.serving`).
+Each version also carries the model card (`assets/tfvae_card.json`) and TF Serving's warm-up
+requests (`assets.extra/tf_serving_warmup_requests`, see `tfvae.warmup`).
 """
 import json
 import os
@@ -24,7 +22,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from tfvae import validation
+from tfvae import validation, warmup
+from tfvae.signatures import ALIASES, SIGNATURES, card_texts, input_spec
 from tfvae.validation import WrongTypeError
 
 CARD_FILENAME = "tfvae_card.json"
@@ -32,29 +31,30 @@ _TEMPORARY_PREFIX = ".tmp-"
 
 
 class ExportModule(tf.Module):
-    """Wraps a trained tfvae model in serving functions; see the module docstring."""
+    """Wraps a trained tfvae model in serving functions, one attribute per signature of
+    `tfvae.signatures.SIGNATURES`; see the module docstring.
+
+        module = ExportModule(model)
+        tf.saved_model.save(module, "some/folder", signatures=module.signatures())
+    """
 
     def __init__(self, model, card_path=None):
         super().__init__(name="tfvae_export")
         # Variables only: tracking the Keras model would make tf.saved_model.save serialize its
         # Keras object graph (and trace every layer) too.
-        self.model_variables = list(model.variables)
-        x_spec = tf.TensorSpec([None, *model.input_shape], tf.float32, name="x")
-        z_spec = tf.TensorSpec([None, *model.latent_shape], tf.float32, name="z")
-        seed_spec = tf.TensorSpec([None], tf.int64, name="seed")
-
-        self.encode = _serving_function(model.encode_outputs, x_spec)
-        self.decode = _serving_function(model.decode_outputs, z_spec)
-        self.sample = _serving_function(model.sample_outputs, seed_spec)
-        self.reconstruct = _serving_function(model.reconstruct_outputs, x_spec)
-        self.score = _serving_function(model.score_outputs, x_spec)
+        # The trained state (weights, batch-norm statistics, a fitted code density), in the
+        # model's own order, which tfvae.models.from_pretrained reads back; not the metrics.
+        self.model_variables = list(model.state_variables())
+        for name, signature in SIGNATURES.items():
+            spec = input_spec(name, model.input_shape, model.latent_shape)
+            setattr(self, name, _serving_function(getattr(model, signature.method), spec))
         if card_path is not None:
             self.card = tf.saved_model.Asset(str(card_path))
 
     def signatures(self):
-        return {"serving_default": self.reconstruct, "encode": self.encode,
-                "decode": self.decode, "sample": self.sample, "reconstruct": self.reconstruct,
-                "score": self.score}
+        """The functions by signature name, aliases included, for tf.saved_model.save."""
+        functions = {name: getattr(self, name) for name in SIGNATURES}
+        return {**{alias: functions[name] for alias, name in ALIASES.items()}, **functions}
 
 
 def versions(model_dir):
@@ -78,14 +78,7 @@ def model_card(model, data=None, metrics=None, extra=None):
         "tfvae_version": tfvae.__version__,
         "tensorflow_version": tf.__version__,
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "signatures": {
-            "encode": "x [batch, *input_shape] float32 -> mean, stddev, z [batch, *latent_shape]",
-            "decode": "z [batch, *latent_shape] float32 -> x [batch, *input_shape] (likelihood mean)",
-            "sample": "seed [batch] int64 -> z, x (one sample per seed, deterministic)",
-            "reconstruct": "x [batch, *input_shape] float32 -> x (reconstruction); serving_default",
-            "score": "x [batch, *input_shape] float32 -> per-example loss terms in nats "
-                     "(one posterior sample for VAEs)",
-        },
+        "signatures": card_texts(),
         "input_shape": list(model.input_shape),
         "latent_shape": list(model.latent_shape),
     }
@@ -140,9 +133,8 @@ def export(model, model_dir, *, data=None, metrics=None, card=None, version=None
         saved = staging / "saved_model"
         tf.saved_model.save(module, str(saved), signatures=module.signatures())
         # TF Serving replays these requests when it loads the version, so the first client
-        # request does not pay for graph initialisation. (Lazy import: tfvae.serving imports us.)
-        from tfvae.serving import write_warmup_requests
-        write_warmup_requests(saved, model_name=model_dir.name)
+        # request does not pay for graph initialisation.
+        warmup.write_warmup_requests(saved, model_name=model_dir.name)
         _sync(saved)  # on disk before it is named: a power cut cannot leave a partial version
         # Claim the next free version with an atomic rename; retry if a concurrent export won.
         while True:
@@ -161,8 +153,8 @@ def export(model, model_dir, *, data=None, metrics=None, card=None, version=None
 
 
 def _check_arguments(model, model_dir, version, card):
-    needed = ("encode_outputs", "decode_outputs", "sample_outputs", "reconstruct_outputs",
-              "score_outputs", "input_shape", "latent_shape", "variables", "get_config")
+    needed = [s.method for s in SIGNATURES.values()] + ["input_shape", "latent_shape",
+                                                        "state_variables", "get_config"]
     if not all(hasattr(model, name) for name in needed):
         raise WrongTypeError(f"export() takes a tfvae model (e.g. tfvae.models.get('vae', ...)), "
                              f"not {type(model).__name__}")

@@ -251,38 +251,137 @@ def standard_normal(shape):
     return tfd.Independent(tfd.Normal(zeros, 1.0), reinterpreted_batch_ndims=len(shape))
 
 
+def stateless_normal_per_seed(seeds, shape, stream=0):
+    """One N(0, I) draw of `shape` per int64 seed from the stateless seed pair (seed, stream):
+    each draw depends on its own seed only, so a sample does not change with the other seeds in
+    the batch, and separate streams (e.g. one per stochastic layer) are independent."""
+    seeds = tf.convert_to_tensor(seeds, tf.int64)
+    pairs = tf.stack([seeds, tf.fill(tf.shape(seeds), tf.constant(stream, tf.int64))], axis=-1)
+    return tf.map_fn(lambda pair: tf.random.stateless_normal(shape, seed=pair), pairs,
+                     fn_output_signature=tf.TensorSpec(shape, tf.float32))
+
 
 @tf_keras.saving.register_keras_serializable(package="tfvae")
-class PrecisionWeightedGaussian(DistributionHead):
-    """The Ladder VAE's posterior (Sønderby et al. 2016): the diagonal Gaussian combining a
-    bottom-up estimate N(mu_hat, sigma_hat^2) with the top-down prior N(mu_p, sigma_p^2) by
-    precision weighting,
-        sigma_q^2 = 1 / (sigma_hat^-2 + sigma_p^-2),
-        mu_q = (mu_hat sigma_hat^-2 + mu_p sigma_p^-2) sigma_q^2.
+class LatentDensity(tf_keras.layers.Layer):
+    """A density over codes fitted after training, for models without a prior of their own
+    (the deterministic autoencoders): a full-covariance Gaussian or a Gaussian mixture, stored
+    in non-trainable weights so that save_weights, .keras files and the export carry it.
 
-    Its params are the two heads' params side by side, [mu_hat, raw_hat, mu_p, raw_p], each
-    scale being softplus(raw) + min_scale as in `GaussianPosterior`, so the prior's params can
-    be passed as they are. Converts to a reparameterized sample.
+    Until `fit` is called it is N(0, I). Unused mixture components have weight 0.
+
+    Example:
+        density = LatentDensity(event_size=8, max_components=10)
+        density.fit(codes, kind="gmm", components=5)       # codes [n, 8]
+        z = density.sample(tf.range(16, dtype=tf.int64))   # one code per seed
     """
 
-    params_per_element = 4
+    #: what `fit` can fit, in the order of their code in the `kind` weight
+    KINDS = ("standard_normal", "gaussian", "gmm")
 
-    def __init__(self, event_shape, min_scale=1e-4, convert_to_tensor_fn="sample", **kwargs):
-        self.min_scale = float(min_scale)
-        super().__init__(event_shape, convert_to_tensor_fn, **kwargs)
+    def __init__(self, event_size, max_components=10, **kwargs):
+        super().__init__(**kwargs)
+        self.event_size = int(event_size)
+        self.max_components = validation.check_positive_int("max_density_components",
+                                                            max_components)
+        k, c = self.event_size, self.max_components
+        # A float, not an int: the export checks every weight with is_finite.
+        self.kind = self.add_weight(name="density_kind", shape=(), initializer="zeros",
+                                    trainable=False)
+        self.mixture_weights = self.add_weight(
+            name="density_weights", shape=(c,), trainable=False,
+            initializer=tf_keras.initializers.Constant(np.eye(1, c)[0]))
+        self.means = self.add_weight(name="density_means", shape=(c, k), initializer="zeros",
+                                     trainable=False)
+        self.scale_trils = self.add_weight(
+            name="density_scale_trils", shape=(c, k, k), trainable=False,
+            initializer=tf_keras.initializers.Constant(np.tile(np.eye(k), (c, 1, 1))))
 
-    @staticmethod
-    def combine(mu_hat, sigma_hat, mu_p, sigma_p):
-        """(mu_q, sigma_q) from the two Gaussians' parameters."""
-        precision_hat, precision_p = sigma_hat ** -2, sigma_p ** -2
-        variance = 1.0 / (precision_hat + precision_p)
-        return (mu_hat * precision_hat + mu_p * precision_p) * variance, tf.sqrt(variance)
+    @property
+    def kind_name(self):
+        return self.KINDS[int(round(float(self.kind.numpy())))]
 
-    def _make(self, params):
-        mu_hat, raw_hat, mu_p, raw_p = self._split_params(params)
-        loc, scale = self.combine(mu_hat, tf.math.softplus(raw_hat) + self.min_scale,
-                                  mu_p, tf.math.softplus(raw_p) + self.min_scale)
-        return self._independent(tfd.Normal(loc, scale))
+    @property
+    def components(self):
+        """How many components are in use (0 before fitting)."""
+        if self.kind_name == "standard_normal":
+            return 0
+        return int(np.count_nonzero(self.mixture_weights.numpy()))
+
+    def sample(self, seeds):
+        """One code per int64 seed: a stateless draw of the component (inverse CDF of a uniform),
+        then mean + scale_tril @ eps with eps ~ N(0, I); deterministic per seed."""
+        seeds = tf.convert_to_tensor(seeds, tf.int64)
+        eps = stateless_normal_per_seed(seeds, (self.event_size,))
+        other_stream = tf.stack([seeds, tf.ones_like(seeds)], axis=-1)
+        u = tf.map_fn(lambda pair: tf.random.stateless_uniform([], seed=pair), other_stream,
+                      fn_output_signature=tf.float32)
+        cdf = tf.math.cumsum(self.mixture_weights)
+        component = tf.reduce_sum(tf.cast(cdf[None, :] < u[:, None] * cdf[-1], tf.int32), axis=1)
+        component = tf.minimum(component, self.max_components - 1)
+        means = tf.gather(self.means, component)
+        trils = tf.gather(self.scale_trils, component)
+        return means + tf.linalg.matvec(trils, eps)
+
+    def check_request(self, kind, components=None):
+        """The number of components `fit(kind=kind, components=components)` would use, or a
+        ValueError naming the argument that does not fit."""
+        if kind not in self.KINDS[1:]:
+            raise ValueError(f"kind={kind!r} is not one of {list(self.KINDS[1:])}")
+        c = self.max_components
+        components = 1 if kind == "gaussian" else (c if components is None else components)
+        if (isinstance(components, bool) or not validation.is_real(components)
+                or int(components) != components or not 1 <= components <= c):
+            raise ValueError(f"components={components!r} must be an integer in [1, "
+                             f"max_density_components={c}]")
+        return int(components)
+
+    def fit(self, codes, kind="gaussian", components=None, seed=0, reg=1e-6):
+        """Fit the density to `codes` [n, event_size] and store it.
+
+        Args:
+            kind: "gaussian" (one full-covariance Gaussian) or "gmm" (scikit-learn's
+                GaussianMixture with full covariances).
+            components: for "gmm", the number of components (default: max_components), at
+                most max_components.
+            seed: the mixture's initialization seed.
+            reg: added to the covariances' diagonals so their Cholesky factors exist.
+        """
+        components = self.check_request(kind, components)
+        c = self.max_components
+        codes = np.asarray(codes, np.float64)
+        if len(codes) < 2:
+            raise ValueError("fit_latent_density needs at least 2 examples")
+        k = self.event_size
+        if kind == "gaussian":
+            weights, means = np.ones(1), codes.mean(axis=0, keepdims=True)
+            covariances = np.cov(codes, rowvar=False).reshape(1, k, k) + reg * np.eye(k)
+        else:
+            from sklearn.mixture import GaussianMixture
+
+            mixture = GaussianMixture(int(components), covariance_type="full", reg_covar=reg,
+                                      random_state=seed).fit(codes)
+            weights, means, covariances = mixture.weights_, mixture.means_, mixture.covariances_
+        n = len(weights)
+        trils = np.tile(np.eye(k), (c, 1, 1))
+        trils[:n] = np.linalg.cholesky(covariances)
+        self.mixture_weights.assign(np.pad(weights, (0, c - n)).astype(np.float32))
+        self.means.assign(np.pad(means, ((0, c - n), (0, 0))).astype(np.float32))
+        self.scale_trils.assign(trils.astype(np.float32))
+        self.kind.assign(float(self.KINDS.index(kind)))
+
+    def describe(self):
+        """How `sample` draws, in words, for a model card."""
+        return {
+            "standard_normal": "codes ~ N(0, I): no density was fitted to the training codes "
+                               "(call fit_latent_density before exporting)",
+            "gaussian": "codes ~ a full-covariance Gaussian fitted to the training codes",
+            "gmm": f"codes ~ a {self.components}-component Gaussian mixture fitted to the "
+                   f"training codes",
+        }[self.kind_name]
+
+    def call(self, codes):
+        return codes  # a store of weights; Keras wants a call
 
     def get_config(self):
-        return {**super().get_config(), "min_scale": self.min_scale}
+        return {**super().get_config(), "event_size": self.event_size,
+                "max_components": self.max_components}

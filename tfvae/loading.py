@@ -3,6 +3,7 @@
     model = tfvae.load("saved_models/vae_digits")          # the latest version
     z = model.encode(images)["mean"]
     images = model.sample([0, 1, 2])["x"]
+    terms = model.score(images)                            # {"loss", "elbo", "kl", ...}
 
 Inputs are checked against each signature before TensorFlow sees them, so a wrong shape, dtype or
 a NaN gets an error that names what was expected instead of a graph-execution trace.
@@ -15,6 +16,7 @@ import tensorflow as tf
 
 from tfvae import validation
 from tfvae.exporting import CARD_FILENAME, versions
+from tfvae.signatures import SignatureMethods, as_array
 
 #: where `load("vae_mnist")` looks for a shipped model: the repository's saved_models/ folder.
 SHIPPED_MODELS = Path(__file__).resolve().parent.parent / "saved_models"
@@ -66,9 +68,13 @@ def load(path_or_name, version=None):
     return LoadedModel(resolve(path_or_name, version))
 
 
-class LoadedModel:
-    """An exported model: `encode`, `decode`, `sample` and `reconstruct` take numpy arrays (or
-    tensors) and return dicts of numpy arrays. `card` is the model card saved with the export.
+class LoadedModel(SignatureMethods):
+    """An exported model: `encode`, `decode`, `sample`, `reconstruct` (also `model(x)`) and
+    `score` take numpy arrays (or tensors) and return dicts of numpy arrays; `run` calls any
+    signature by name. `card` is the model card saved with the export.
+
+        model = LoadedModel("saved_models/vae_digits/1")
+        model.sample(3)["x"].shape       # (3, *input_shape): seeds 0, 1, 2
     """
 
     def __init__(self, path):
@@ -95,22 +101,12 @@ class LoadedModel:
         (spec,) = self.signatures[signature].structured_input_signature[1].values()
         return spec
 
-    def encode(self, x):
-        return self.run("encode", x)
+    def __call__(self, x):
+        """The reconstruction of a batch of inputs, as `reconstruct(x)`."""
+        return self.reconstruct(x)
 
-    def decode(self, z):
-        return self.run("decode", z)
-
-    def sample(self, seeds):
-        """One sample per integer seed (an int gives that many seeds 0..n-1)."""
-        if np.ndim(seeds) == 0 and not isinstance(seeds, (str, bytes)):
-            seeds = np.arange(validation.check_int("sample() count", seeds, minimum=1))
-        return self.run("sample", seeds)
-
-    def reconstruct(self, x):
-        return self.run("reconstruct", x)
-
-    __call__ = reconstruct
+    def _run_signature(self, name, value):
+        return self.run(name, value)
 
     def run(self, signature, value):
         """Check `value` against the signature's input and run it; a dict of numpy arrays."""
@@ -127,7 +123,7 @@ def _checked(value, spec, signature):
     expected = "[batch, " + ", ".join(str(d) for d in spec.shape[1:]) + "]"
     what = f"{signature}() takes {spec.name} of shape {expected} and dtype {spec.dtype.name}"
     try:
-        array = value.numpy() if isinstance(value, tf.Tensor) else np.asarray(value)
+        array = as_array(value)
     except (ValueError, TypeError) as error:  # ragged nested lists, odd objects
         raise ValueError(f"{what}; got something that is not an array: {error}") from None
     if spec.dtype.is_floating:

@@ -10,9 +10,12 @@
     z = client.encode(images)["mean"]
     images = GRPCClient("localhost:8500", "vae_mnist").sample([0, 1, 2])["x"]
 
-Every export carries `assets.extra/tf_serving_warmup_requests`, written by
-`write_warmup_requests`: one request per signature, which TF Serving replays when it loads a
-version so that the first real request is not slow.
+    # what TF Serving sees of an export: its SignatureDefs, by name
+    signature_defs("saved_models/vae_mnist/1")["sample"]
+
+Every export carries `assets.extra/tf_serving_warmup_requests` (see `tfvae.warmup`), one
+request per signature that TF Serving replays when it loads a version, so that the first real
+request is not slow. The signatures themselves are described in `tfvae.signatures`.
 
 Only TensorFlow, numpy and the standard library are imported here, so a client needs neither
 TensorFlow Probability nor tf_keras; gRPC and the `tensorflow-serving-api` protos are imported
@@ -32,85 +35,13 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae.exporting import versions
-
-WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
-
-#: the input of each signature of a tfvae export (see tfvae.exporting).
-SIGNATURE_INPUTS = {"encode": "x", "decode": "z", "sample": "seed", "reconstruct": "x",
-                    "serving_default": "x", "score": "x"}
-#: the output of the signatures that have one: TF Serving's JSON does not name a lone output.
-SINGLE_OUTPUTS = {"decode": "x", "reconstruct": "x", "serving_default": "x"}
+from tfvae.signatures import SignatureMethods, as_array, cast, get, input_name, lone_output
+# Part of this module's API (colab/3_serving.ipynb lists an export's signatures with it).
+from tfvae.signatures import signature_defs  # noqa: F401
 
 # Worth another try after a pause: the server is overloaded, restarting or slow.
 _RETRY_HTTP = {429, 502, 503, 504}
 _RETRY_GRPC = {"UNAVAILABLE", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED"}
-
-
-# ---- reading an export's signatures ---------------------------------------------------------
-def signature_defs(export_dir):
-    """The SignatureDefs of the `serve` MetaGraph of a SavedModel (what TF Serving sees), by name,
-    read from saved_model.pb without loading any function."""
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    saved = saved_model_pb2.SavedModel.FromString((Path(export_dir) / "saved_model.pb").read_bytes())
-    for meta_graph in saved.meta_graphs:
-        if "serve" in meta_graph.meta_info_def.tags:
-            return {name: signature for name, signature in meta_graph.signature_def.items()
-                    if not name.startswith("__")}  # __saved_model_init_op is not a signature
-    raise ValueError(f"{export_dir} has no MetaGraph tagged 'serve'")
-
-
-# ---- warm-up ----------------------------------------------------------------------------------
-def warmup_requests(export_dir, model_name="model", batch_size=2):
-    """One serialized `tensorflow.serving.PredictionLog` per signature of the export, each holding
-    a PredictRequest with a batch of `batch_size` examples (zeros; seeds 0, 1, ...).
-
-    The records are encoded here from the protobuf wire format (a few nested length-delimited
-    fields around TensorFlow's own TensorProto), so an export needs no tensorflow-serving-api;
-    tests/test_serving.py checks they parse with the real PredictionLog message.
-    """
-    records = []
-    for name, signature in sorted(signature_defs(export_dir).items()):
-        inputs = b""
-        for alias, info in sorted(signature.inputs.items()):
-            shape = [batch_size if d.size < 0 else d.size for d in info.tensor_shape.dim]
-            dtype = tf.dtypes.as_dtype(info.dtype)
-            value = (np.zeros(shape, dtype.as_numpy_dtype) if dtype.is_floating
-                     else np.arange(np.prod(shape)).reshape(shape).astype(dtype.as_numpy_dtype))
-            tensor = tf.make_tensor_proto(value, dtype=dtype).SerializeToString()
-            inputs += _field(2, _field(1, alias.encode()) + _field(2, tensor))  # map entry
-        model_spec = _field(1, model_name.encode()) + _field(3, name.encode())
-        request = _field(1, model_spec) + inputs                      # PredictRequest
-        records.append(_field(6, _field(1, request)))                 # PredictionLog.predict_log
-    return records
-
-
-def write_warmup_requests(export_dir, model_name="model", batch_size=2):
-    """Write `assets.extra/tf_serving_warmup_requests` (a TFRecord file of PredictionLogs, one
-    per signature) into the SavedModel folder `export_dir`; returns its path. `tfvae.export` calls
-    this for every export. `model_name` only labels the requests: TF Serving runs them against
-    the version it is loading whatever their name.
-    """
-    path = Path(export_dir) / WARMUP_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tf.io.TFRecordWriter(str(path)) as writer:
-        for record in warmup_requests(export_dir, model_name, batch_size):
-            writer.write(record)
-    return path
-
-
-def _varint(number):
-    out = bytearray()
-    while True:
-        byte, number = number & 0x7F, number >> 7
-        out.append(byte | (0x80 if number else 0))
-        if not number:
-            return bytes(out)
-
-
-def _field(number, payload):
-    """A length-delimited protobuf field (wire type 2): a message, string or bytes."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
 # ---- server configuration ---------------------------------------------------------------------
@@ -228,7 +159,7 @@ class ServingTimeout(ServingError):
     """No answer within the timeout, on every try."""
 
 
-class _Client:
+class _Client(SignatureMethods):
     """What both clients share: the tfvae signatures on top of `predict`, and retries."""
 
     def __init__(self, model, version, timeout, retries, backoff):
@@ -236,27 +167,9 @@ class _Client:
         self.timeout, self.retries, self.backoff = timeout, int(retries), backoff
         self.attempts = 0  # requests sent, tries included (for monitoring and tests)
 
-    def encode(self, x):
-        """`mean`, `stddev` and `z` (one posterior sample) for a batch of inputs."""
-        return self.predict("encode", {"x": _cast(x, np.float32)})
-
-    def decode(self, z):
-        """`x`, the likelihood's mean, for a batch of codes."""
-        return self.predict("decode", {"z": _cast(z, np.float32)})
-
-    def sample(self, seeds):
-        """`z` and `x`, one sample per integer seed (an int n gives seeds 0..n-1)."""
-        if np.ndim(seeds) == 0:
-            seeds = np.arange(int(seeds))
-        return self.predict("sample", {"seed": _cast(seeds, np.int64)})
-
-    def reconstruct(self, x):
-        """`x`, the reconstruction of a batch of inputs."""
-        return self.predict("reconstruct", {"x": _cast(x, np.float32)})
-
-    def score(self, x):
-        """The model's per-example terms (`loss`, and for VAEs `elbo`, `kl`, ...) in nats."""
-        return self.predict("score", {"x": _cast(x, np.float32)})
+    def _run_signature(self, name, value):
+        # Cast what loses nothing here; the server checks the rest and answers with its error.
+        return self.predict(name, {input_name(name): cast(value, get(name).dtype)})
 
     def _where(self, signature):
         version = "" if self.version is None else f" version {self.version}"
@@ -274,21 +187,6 @@ class _Client:
             time.sleep(self.backoff * 2 ** attempt)
 
 
-def _cast(value, dtype):
-    """Inputs as the signature's dtype when that loses nothing a user meant (float64 images to
-    float32, int32 seeds to int64); anything else is sent as it is, for the server to refuse."""
-    array = _array(value)
-    if np.dtype(dtype).kind == "f" and array.dtype.kind in "fiu":
-        return array.astype(dtype)
-    if np.dtype(dtype).kind == "i" and array.dtype.kind in "iu":
-        return array.astype(dtype)
-    return array
-
-
-def _array(value):
-    return value.numpy() if isinstance(value, tf.Tensor) else np.asarray(value)
-
-
 def rest_request_body(signature, inputs, format="columnar"):
     """The JSON body (a dict) of a TF Serving REST predict request; both formats are batch-major.
 
@@ -301,8 +199,8 @@ def rest_request_body(signature, inputs, format="columnar"):
         raise ValueError(f"format={format!r} must be 'columnar' or 'row'")
     if not isinstance(inputs, dict):
         key = "inputs" if format == "columnar" else "instances"
-        return {"signature_name": signature, key: _array(inputs).tolist()}
-    inputs = {name: _array(value) for name, value in inputs.items()}
+        return {"signature_name": signature, key: as_array(inputs).tolist()}
+    inputs = {name: as_array(value) for name, value in inputs.items()}
     if format == "columnar":
         return {"signature_name": signature,
                 "inputs": {name: value.tolist() for name, value in inputs.items()}}
@@ -389,8 +287,8 @@ class RESTClient(_Client):
         """The name of a one-output signature's output, which TF Serving's JSON leaves out: known
         for tfvae's signatures, else read once from the model's metadata."""
         if signature not in self._output_names:
-            if signature in SINGLE_OUTPUTS:
-                self._output_names[signature] = SINGLE_OUTPUTS[signature]
+            if lone_output(signature) is not None:
+                self._output_names[signature] = lone_output(signature)
             else:
                 definitions = self.metadata()["metadata"]["signature_def"]["signature_def"]
                 outputs = definitions.get(signature, {}).get("outputs") or {"output": None}
@@ -455,11 +353,11 @@ def grpc_request(model, signature, inputs, version=None):
     if version is not None:
         request.model_spec.version.value = int(version)
     if not isinstance(inputs, dict):
-        if signature not in SIGNATURE_INPUTS:
+        if input_name(signature) is None:
             raise ValueError(f"gRPC needs named inputs: pass {{name: array}} for {signature!r}")
-        inputs = {SIGNATURE_INPUTS[signature]: inputs}
+        inputs = {input_name(signature): inputs}
     for name, value in inputs.items():
-        request.inputs[name].CopyFrom(tf.make_tensor_proto(_array(value)))
+        request.inputs[name].CopyFrom(tf.make_tensor_proto(as_array(value)))
     return request
 
 

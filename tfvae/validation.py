@@ -50,6 +50,15 @@ def check_positive_int(name, value):
     return check_int(name, value, minimum=1)
 
 
+def check_widths(name, value):
+    """`value` as a tuple of layer widths (positive integers; empty for no hidden layer)."""
+    if not is_sequence(value) or not all(is_int(u) for u in value):
+        raise WrongTypeError(f"{name}={_show(value)} must be a tuple of positive integers")
+    if any(u < 1 for u in value):
+        raise ValueError(f"{name}={tuple(value)!r} must be positive integers")
+    return tuple(int(u) for u in value)
+
+
 def check_number(name, value, minimum=None, positive=False):
     """`value` as a finite float (>= minimum, or > 0 when positive), or an error naming it."""
     if not is_real(value):
@@ -148,7 +157,8 @@ def constructor_defaults(cls, base):
 def check_constructor_arguments(cls, base, args, kwargs):
     """Type-check a model constructor's arguments against their defaults (see
     `check_like_default`) before it runs, so that every family gets these checks without writing
-    them; an argument no constructor in the chain takes is an error too."""
+    them; an argument no constructor in the chain takes is an error too. Returns the arguments
+    given, by name."""
     defaults, positional = constructor_defaults(cls, base)
     named = dict(zip(positional, args))
     named.update(kwargs)
@@ -158,6 +168,7 @@ def check_constructor_arguments(cls, base, args, kwargs):
         elif name not in _KERAS_ARGUMENTS and name not in positional:
             raise WrongTypeError(f"{cls.__name__}() got an unexpected argument {name!r}; it takes "
                                  f"{', '.join(sorted(defaults))}")
+    return named
 
 
 def check_examples(x, data_shape, where, unit_interval=False):

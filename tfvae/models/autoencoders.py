@@ -11,8 +11,9 @@ They train, evaluate and export like the VAE. `encode(x)` is a point mass at the
 export's `encode` gives `mean` = `code` (value-checked), `stddev` = 0 and `z` = the code.
 
 Generating: an autoencoder has no prior, so after training `fit_latent_density` fits one to the
-training codes (a full-covariance Gaussian, or a Gaussian mixture), stores it in non-trainable
-weights (saved with the model and in the export) and `sample` decodes codes drawn from it.
+training codes (a full-covariance Gaussian, or a Gaussian mixture, `tfvae.layers.LatentDensity`),
+stored in non-trainable weights (saved with the model and in the export), and `sample` decodes
+codes drawn from it.
 Before that, codes are drawn from N(0, I): the same default as the VAE's prior, rarely a good
 fit for an autoencoder's codes; the model card says which density an export samples from.
 """
@@ -21,16 +22,11 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras
 
-from tfvae import layers, networks
-from tfvae.models.base import (LatentVariableModel, check_positive_int, check_shape_arg,
-                               inputs_of, stateless_normal_per_seed)
+from tfvae import layers, validation
+from tfvae.models.base import LatentVariableModel, inputs_of
 from tfvae.models.registry import register
-from tfvae.callbacks import FitLatentDensity  # noqa: F401  (its home before tfvae.callbacks)
 
 tfd = tfp.distributions
-
-#: `kind` values of `fit_latent_density`, in the order of their code in `density_kind`.
-DENSITY_KINDS = ("standard_normal", "gaussian", "gmm")
 
 
 def _check_non_negative(name, value):
@@ -50,12 +46,11 @@ class AE(LatentVariableModel):
     Args:
         input_shape: shape of one example, e.g. (28, 28, 1).
         latent_dim: size of the code.
-        hidden_units: widths of the MLP's hidden layers (encoder order; the decoder mirrors
-            them), or the filters of the conv layers for network="conv".
+        hidden_units, network, encoder, decoder: the bodies, as for `tfvae.models.VAE`; the
+            encoder head gives the code.
         likelihood: "bernoulli", "gaussian" or "discretized_logistic".
         likelihood_scale: for "gaussian", a fixed standard deviation (1.0 makes the
             reconstruction term half the squared error plus a constant); None learns one.
-        network: "mlp" or "conv".
         activation: hidden layers' activation; None with code_activation=None and a fixed
             Gaussian scale is a linear autoencoder, which at best matches PCA.
         code_activation: applied to the code, e.g. "sigmoid" for codes in (0, 1); None: linear.
@@ -72,51 +67,28 @@ class AE(LatentVariableModel):
 
     config_keys = ("input_shape", "latent_dim", "hidden_units", "likelihood", "likelihood_scale",
                    "network", "activation", "code_activation", "max_density_components")
+    body_arguments = ("hidden_units", "network", "activation")
+    example_config = dict(latent_dim=3, hidden_units=(32, 16))
     #: names of the penalties `penalty_terms` returns; each has a `<name>_weight` argument.
     penalty_names = ()
 
-    def __init__(self, input_shape=(28, 28, 1), latent_dim=32, hidden_units=(512, 256),
+    def __init__(self, input_shape=(28, 28, 1), latent_dim=32, hidden_units=None,
                  likelihood="bernoulli", likelihood_scale=None, network="mlp",
                  activation="relu", code_activation=None, max_density_components=10,
-                 name="ae", **kwargs):
+                 encoder=None, decoder=None, name="ae", **kwargs):
         super().__init__(name=name, **kwargs)
-        self._data_shape = check_shape_arg("input_shape", input_shape)
-        self.latent_dim = check_positive_int("latent_dim", latent_dim)
-        self.hidden_units = tuple(int(u) for u in hidden_units)
-        networks.check_network_args(network, self._data_shape, self.hidden_units)
-        self.max_density_components = check_positive_int("max_density_components",
-                                                         max_density_components)
-        self.likelihood, self.likelihood_scale = likelihood, likelihood_scale
-        self.network, self.activation = network, activation
+        self._init_data(input_shape, likelihood, likelihood_scale)
+        self.latent_dim = validation.check_positive_int("latent_dim", latent_dim)
         self.code_activation = code_activation
         self._code_activation = tf_keras.activations.get(code_activation)  # None -> linear
-
-        self.likelihood_head = layers.likelihood_head(likelihood, self._data_shape,
-                                                      scale=likelihood_scale, name="likelihood")
-        self.encoder = networks.encoder_body(self._data_shape, self.hidden_units,
-                                             self.latent_dim, network, activation)
-        self.decoder = networks.decoder_body(self.latent_dim, self._data_shape, self.hidden_units,
-                                             self.likelihood_head.params_per_element, network,
-                                             activation)
-        # The code density, as weights so that save_weights, .keras files and the export carry
-        # it. Unused components have weight 0. Initially N(0, I) (density_kind 0).
-        k, c = self.latent_dim, self.max_density_components
-        # float, not int: the export refuses non-finite weights and checks them all with is_finite.
-        self.density_kind = self.add_weight(name="density_kind", shape=(), initializer="zeros",
-                                            trainable=False)
-        self.density_weights = self.add_weight(
-            name="density_weights", shape=(c,), trainable=False,
-            initializer=tf_keras.initializers.Constant(np.eye(1, c)[0]))
-        self.density_means = self.add_weight(name="density_means", shape=(c, k),
-                                             initializer="zeros", trainable=False)
-        self.density_scale_trils = self.add_weight(
-            name="density_scale_trils", shape=(c, k, k), trainable=False,
-            initializer=tf_keras.initializers.Constant(np.tile(np.eye(k), (c, 1, 1))))
+        self._init_bodies(encoder, decoder, self.latent_dim, network, hidden_units, activation)
+        self.latent_density = layers.LatentDensity(self.latent_dim, max_density_components,
+                                                   name="latent_density")
         self._finish_init(("loss", "reconstruction", *self.penalty_names, "mse"))
 
     @property
-    def latent_shape(self):
-        return (self.latent_dim,)
+    def max_density_components(self):
+        return self.latent_density.max_components
 
     # ---- the hooks that the variants override --------------------------------------------
     def corrupt(self, x):
@@ -131,15 +103,12 @@ class AE(LatentVariableModel):
     def code(self, x, training=False):
         """f(x), the deterministic code, [batch, latent_dim], in float32 whatever the layer
         policy: the penalties and the export's outputs use it."""
-        return tf.cast(self._code_activation(self.encoder(x, training=training)), tf.float32)
+        return tf.cast(self._code_activation(self.features(x, training=training)), tf.float32)
 
     def encode(self, x, training=False):
         """A point mass at the code: `.mean()` is the code and `.stddev()` zero."""
         return tfd.Independent(tfd.Deterministic(self.code(x, training=training)),
                                reinterpreted_batch_ndims=1)
-
-    def decode(self, z, training=False):
-        return self.likelihood_head(self.decoder(z, training=training))
 
     def compute_terms(self, x, training=False):
         # Corruption is for training only: evaluation measures how well clean inputs come back.
@@ -160,19 +129,8 @@ class AE(LatentVariableModel):
 
     # ---- generating: a density over the codes --------------------------------------------
     def sample_latent(self, seeds):
-        """One code per int64 seed from the stored density: a stateless draw of the component
-        (inverse CDF of a uniform), then mean + scale_tril @ eps with eps ~ N(0, I)."""
-        seeds = tf.convert_to_tensor(seeds, tf.int64)
-        eps = stateless_normal_per_seed(seeds, self.latent_shape)             # [batch, k]
-        pairs = tf.stack([seeds, tf.ones_like(seeds)], axis=-1)               # another stream
-        u = tf.map_fn(lambda pair: tf.random.stateless_uniform([], seed=pair), pairs,
-                      fn_output_signature=tf.float32)
-        cdf = tf.math.cumsum(self.density_weights)
-        component = tf.reduce_sum(tf.cast(cdf[None, :] < u[:, None] * cdf[-1], tf.int32), axis=1)
-        component = tf.minimum(component, self.max_density_components - 1)
-        means = tf.gather(self.density_means, component)
-        trils = tf.gather(self.density_scale_trils, component)
-        return means + tf.linalg.matvec(trils, eps)
+        """One code per int64 seed from the fitted density (N(0, I) before fitting)."""
+        return self.latent_density.sample(seeds)
 
     def codes_of(self, data, batch_size=256):
         """The codes of an array or a dataset of x, (x, ...) batches, as a numpy array."""
@@ -199,49 +157,17 @@ class AE(LatentVariableModel):
         Returns:
             The codes the density was fitted to.
         """
-        if kind not in DENSITY_KINDS[1:]:
-            raise ValueError(f"kind={kind!r} is not one of {list(DENSITY_KINDS[1:])}")
-        c = self.max_density_components
-        components = 1 if kind == "gaussian" else (c if components is None else components)
-        if (isinstance(components, bool) or int(components) != components
-                or not 1 <= components <= c):
-            raise ValueError(f"components={components!r} must be an integer in [1, "
-                             f"max_density_components={c}]")
-        codes = self.codes_of(data).astype(np.float64)
-        if len(codes) < 2:
-            raise ValueError("fit_latent_density needs at least 2 examples")
-        k = self.latent_dim
-        if kind == "gaussian":
-            weights, means = np.ones(1), codes.mean(axis=0, keepdims=True)
-            covariances = np.cov(codes, rowvar=False).reshape(1, k, k) + reg * np.eye(k)
-        else:
-            from sklearn.mixture import GaussianMixture
-
-            mixture = GaussianMixture(int(components), covariance_type="full", reg_covar=reg,
-                                      random_state=seed).fit(codes)
-            weights, means, covariances = mixture.weights_, mixture.means_, mixture.covariances_
-        n = len(weights)
-        trils = np.tile(np.eye(k), (c, 1, 1))
-        trils[:n] = np.linalg.cholesky(covariances)
-        self.density_weights.assign(np.pad(weights, (0, c - n)).astype(np.float32))
-        self.density_means.assign(np.pad(means, ((0, c - n), (0, 0))).astype(np.float32))
-        self.density_scale_trils.assign(trils.astype(np.float32))
-        self.density_kind.assign(float(DENSITY_KINDS.index(kind)))
-        return codes.astype(np.float32)
+        self.latent_density.check_request(kind, components)  # before the codes, which take a while
+        codes = self.codes_of(data)
+        self.latent_density.fit(codes, kind=kind, components=components, seed=seed, reg=reg)
+        return codes
 
     def card_info(self):
         """Entries for the export's model card: how `sample` draws its codes."""
-        kind = DENSITY_KINDS[int(round(float(self.density_kind.numpy())))]
-        used = int(np.count_nonzero(self.density_weights.numpy()))
-        used = 0 if kind == "standard_normal" else used
-        how = {
-            "standard_normal": "codes ~ N(0, I): no density was fitted to the training codes "
-                               "(call fit_latent_density before exporting)",
-            "gaussian": "codes ~ a full-covariance Gaussian fitted to the training codes",
-            "gmm": f"codes ~ a {used}-component Gaussian mixture fitted to the training codes",
-        }[kind]
+        density = self.latent_density
+        kind, how = density.kind_name, density.describe()
         return {"sampling": f"{how}, decoded to the likelihood's mean; one draw per seed",
-                "latent_density": {"kind": kind, "components": used},
+                "latent_density": {"kind": kind, "components": density.components},
                 "signatures": {
                     "encode": "x [batch, *input_shape] float32 -> code [batch, latent_dim], the "
                               "deterministic code; mean and z repeat it and stddev is zeros, "
@@ -269,6 +195,7 @@ class DenoisingAE(AE):
     """
 
     config_keys = AE.config_keys + ("corruption", "noise_level")
+    example_config = dict(latent_dim=3, hidden_units=(16,), corruption="gaussian", noise_level=0.2)
     CORRUPTIONS = ("gaussian", "masking", "salt_and_pepper")
 
     def __init__(self, *args, corruption="masking", noise_level=0.25, name="denoising_ae",
@@ -313,6 +240,7 @@ class SparseAE(AE):
     """
 
     config_keys = AE.config_keys + ("l1_weight", "sparsity_weight", "rho")
+    example_config = dict(latent_dim=3, hidden_units=(16,), l1_weight=0.1, rho=0.1)
     penalty_names = ("l1", "sparsity")
 
     def __init__(self, *args, l1_weight=0.0, sparsity_weight=1.0, rho=0.05,
@@ -361,6 +289,7 @@ class ContractiveAE(AE):
     """
 
     config_keys = AE.config_keys + ("contractive_weight",)
+    example_config = dict(latent_dim=3, hidden_units=(8, 16), network="conv")
     penalty_names = ("contractive",)
 
     def __init__(self, *args, contractive_weight=0.1, name="contractive_ae", **kwargs):

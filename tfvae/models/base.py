@@ -1,22 +1,26 @@
-"""What every model of the zoo shares: the training loop, metrics, config, and the tensor
-functions that export turns into serving signatures.
+"""What every model of the zoo shares: the training loop, metrics, config, the encoder and
+decoder bodies with their heads, and the tensor functions that export turns into signatures.
 
-A family subclasses `LatentVariableModel` and defines:
+A family subclasses `LatentVariableModel`, builds its layers in its constructor (the bodies
+with `_attach_encoder` / `_attach_decoder`, which check their shapes) and defines:
 - `encode(x)`: the posterior q(z|x) as a TFP distribution (or, for deterministic
   autoencoders, a point mass), whose tensor value is a code z;
-- `decode(z)`: the likelihood p(x|z) as a TFP distribution;
 - `compute_terms(x, training)`: per-example tensors, among them `loss`, the quantity minimised;
   every entry is also reported as a metric of that name (nats per example);
-- `sample_latent(seeds)`: one code per integer seed, deterministic for a seed.
+- optionally `sample_latent(seeds)` (default: z ~ N(0, I), one draw per seed) and
+  `latent_shape` (default: (latent_dim,)).
 
-Everything else, `train_step`, `test_step`, `call`, the serving functions and `get_config`, comes
-from here, so every family trains, evaluates and exports the same way.
+Everything else, `decode`, `train_step`, `test_step`, `call`, `get_config`/`from_config` with
+users' own bodies, and the serving functions, comes from here, so every family trains,
+evaluates and exports the same way. A family registers itself with
+`@tfvae.models.register(name)` and declares `example_config`, the small configuration the
+shared test battery builds it with.
 """
 import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from tfvae import validation
+from tfvae import layers, networks, validation
 
 
 def inputs_of(data):
@@ -36,11 +40,6 @@ def check_shape_arg(name, value):
     return shape
 
 
-def check_positive_int(name, value):
-    """An int >= 1 (not a float, str or bool), or an error naming the argument."""
-    return validation.check_positive_int(name, value)
-
-
 class LatentVariableModel(tf_keras.Model):
     """Base class of every tfvae model. See the module docstring for what a family defines.
 
@@ -51,11 +50,22 @@ class LatentVariableModel(tf_keras.Model):
 
     #: constructor arguments that get_config returns; a subclass lists its own.
     config_keys = ()
+    #: arguments that configure only the built-in bodies: given with both `encoder=` and
+    #: `decoder=` they would configure nothing, so that is refused (and get_config leaves them out)
+    body_arguments = ()
+    #: a small configuration for 8x8x1 data: the shared test battery builds every family with it
+    example_config = {}
 
     def __new__(cls, *args, **kwargs):
         # Arguments of the wrong type (latent_dim="8", beta=None, hidden_units=16) fail here,
         # named, before a family's constructor trips over them (see tfvae.validation).
-        validation.check_constructor_arguments(cls, LatentVariableModel, args, kwargs)
+        named = validation.check_constructor_arguments(cls, LatentVariableModel, args, kwargs)
+        if named.get("encoder") is not None and named.get("decoder") is not None:
+            clash = [name for name in cls.body_arguments if name in named]
+            if clash:
+                raise ValueError(f"encoder= and decoder= replace the built-in networks, which "
+                                 f"{', '.join(clash)} configure{'s' if len(clash) == 1 else ''}: "
+                                 f"pass your bodies or {', '.join(clash)}, not both")
         return super().__new__(cls, *args, **kwargs)
 
     @property
@@ -64,26 +74,81 @@ class LatentVariableModel(tf_keras.Model):
         return self._data_shape
 
     @property
-    def data_shape(self):
-        return self._data_shape
+    def latent_shape(self):
+        """The shape of one code z, what `decode` takes and `sample` draws."""
+        return (self.latent_dim,)
+
+    # ---- building ----------------------------------------------------------------------------
+    def _init_data(self, input_shape, likelihood, likelihood_scale):
+        """The data's shape and the likelihood head p(x|.) every family ends in."""
+        self._data_shape = check_shape_arg("input_shape", input_shape)
+        self.likelihood, self.likelihood_scale = likelihood, likelihood_scale
+        self.likelihood_head = layers.likelihood_head(likelihood, self._data_shape,
+                                                      scale=likelihood_scale, name="likelihood")
+
+    def _given_bodies(self, encoder, decoder):
+        """Record which bodies the user gave (get_config serializes those) and check them."""
+        given = {"encoder": encoder, "decoder": decoder}
+        self._user_bodies = tuple(role for role, body in given.items() if body is not None)
+        for role in self._user_bodies:
+            networks.check_body(role, given[role])
+
+    def _attach_encoder(self, body, head_size):
+        """`encoder` = the body (x -> features, shape-checked), `encoder_head` = Dense(head_size)
+        on its features: a posterior's parameters or an autoencoder's code."""
+        networks.check_encoder_output(body, self._data_shape)
+        self.encoder = body
+        self.encoder_head = tf_keras.layers.Dense(head_size, name="encoder_head")
+
+    def _attach_decoder(self, body, code_size):
+        """`decoder` = the body (z -> features, shape-checked), `decoder_head` = the projection
+        of its features to the likelihood's parameters."""
+        networks.check_decoder_output(body, code_size, self._data_shape)
+        self.decoder = body
+        self.decoder_head = networks.LikelihoodProjection(
+            self._data_shape, self.likelihood_head.params_per_element, name="decoder_head")
+
+    def _init_bodies(self, encoder, decoder, head_size, network, hidden_units, activation):
+        """The bodies of a family with one encoder and one decoder: the user's where given, the
+        built-in `network` of `hidden_units` widths otherwise; then their heads."""
+        self._given_bodies(encoder, decoder)
+        if len(self._user_bodies) == 2:  # nothing built in: nothing for these to describe
+            network = hidden_units = activation = None
+        else:
+            hidden_units = networks.check_network_args(network, self._data_shape, hidden_units)
+        self.network, self.hidden_units, self.activation = network, hidden_units, activation
+        if encoder is None:
+            encoder = networks.encoder_body(network, self._data_shape, hidden_units, activation)
+        if decoder is None:
+            decoder = networks.decoder_body(network, self.latent_dim, self._data_shape,
+                                            hidden_units, activation)
+        self._attach_encoder(encoder, head_size)
+        self._attach_decoder(decoder, self.latent_dim)
 
     def _finish_init(self, metric_names):
         self._trackers = {name: tf_keras.metrics.Mean(name=name) for name in metric_names}
         # Build every weight now by tracing one forward pass on a dummy batch.
-        self(tf.zeros((1, *self.data_shape)))
+        self(tf.zeros((1, *self._data_shape)))
 
     # ---- what a family defines -------------------------------------------------------------
     def encode(self, x, training=False):
-        raise NotImplementedError
-
-    def decode(self, z, training=False):
         raise NotImplementedError
 
     def compute_terms(self, x, training=False):
         raise NotImplementedError
 
     def sample_latent(self, seeds):
-        raise NotImplementedError
+        """One code per int64 seed from the prior N(0, I), deterministic for a seed."""
+        return layers.stateless_normal_per_seed(seeds, self.latent_shape)
+
+    # ---- shared model pieces ---------------------------------------------------------------
+    def features(self, x, training=False):
+        """The encoder head's output on x: the posterior's parameters (or the code)."""
+        return self.encoder_head(self.encoder(x, training=training))
+
+    def decode(self, z, training=False):
+        """The likelihood p(x|z) as a TFP distribution."""
+        return self.likelihood_head(self.decoder_head(self.decoder(z, training=training)))
 
     # ---- Keras -----------------------------------------------------------------------------
     def call(self, x, training=False):
@@ -111,12 +176,12 @@ class LatentVariableModel(tf_keras.Model):
 
     def xla_pays(self):
         """Whether XLA speeds this model's training step up on CPU (bench/throughput.py): yes for
-        MLP networks with a Bernoulli or Gaussian likelihood, where it removes the framework's
-        overhead; XLA's CPU convolutions and the discretized logistic's many element-wise
-        branches ran 1.5-2.5x slower compiled. A family overrides this where it measured
-        otherwise."""
-        return (getattr(self, "network", "mlp") == "mlp"
-                and getattr(self, "likelihood", None) != "discretized_logistic")
+        networks without convolutions and a Bernoulli or Gaussian likelihood, where it removes
+        the framework's overhead; XLA's CPU convolutions and the discretized logistic's many
+        element-wise branches ran 1.5-2.5x slower compiled. A family overrides this where it
+        measured otherwise."""
+        return (self.likelihood != "discretized_logistic"
+                and networks.is_conv_free(self.encoder, self.decoder))
 
     @property
     def metrics(self):
@@ -138,8 +203,8 @@ class LatentVariableModel(tf_keras.Model):
         return super().evaluate(x, *args, **kwargs)
 
     def _check_examples(self, x, where):
-        unit = getattr(self, "likelihood", None) in ("bernoulli", "discretized_logistic")
-        validation.check_examples(x, self.data_shape, where, unit_interval=unit)
+        unit = self.likelihood in ("bernoulli", "discretized_logistic")
+        validation.check_examples(x, self._data_shape, where, unit_interval=unit)
 
     def train_step(self, data):
         x = tf.convert_to_tensor(inputs_of(data), tf.float32)
@@ -164,11 +229,31 @@ class LatentVariableModel(tf_keras.Model):
         return self._report(self.compute_terms(x, training=False))
 
     def get_config(self):
-        return {"name": self.name, **{key: getattr(self, key) for key in self.config_keys}}
+        """The constructor's arguments as plain values; users' bodies in Keras' own
+        serialization (a class name and its config: no code), which `from_config` rebuilds."""
+        config = {"name": self.name, **{key: getattr(self, key) for key in self.config_keys}}
+        for role in self._user_bodies:
+            config[role] = tf_keras.saving.serialize_keras_object(getattr(self, role))
+        if len(self._user_bodies) == 2:
+            for key in self.body_arguments:
+                config.pop(key, None)
+        return config
 
     @classmethod
     def from_config(cls, config):
+        config = dict(config)
+        for role in ("encoder", "decoder"):
+            if isinstance(config.get(role), dict):
+                # Under tf_keras.models.load_model(safe_mode=True) this refuses Lambda layers.
+                config[role] = tf_keras.saving.deserialize_keras_object(config[role])
         return cls(**config)
+
+    def state_variables(self):
+        """The variables that make the trained model: its weights and non-trainable state
+        (batch-norm statistics, a KL weight, a fitted code density), in `variables` order,
+        without the running means of its metrics. The export keeps these."""
+        metric_ids = {id(v) for metric in self.metrics for v in metric.variables}
+        return [v for v in self.variables if id(v) not in metric_ids]
 
     # ---- tensor functions behind the export's signatures ----------------------------------
     # Plain TensorFlow in, dicts of batch-major tensors out: tfvae.exporting wraps them in
@@ -198,12 +283,3 @@ class LatentVariableModel(tf_keras.Model):
         if seeds is None:
             seeds = np.arange(num if num is not None else 16)
         return self.sample_outputs(tf.constant(seeds, tf.int64))["x"].numpy()
-
-
-def stateless_normal_per_seed(seeds, shape):
-    """One N(0, I) draw of `shape` per int64 seed, each depending on its own seed only, so a
-    sample does not change with the other seeds in the batch."""
-    seeds = tf.convert_to_tensor(seeds, tf.int64)
-    pairs = tf.stack([seeds, tf.zeros_like(seeds)], axis=-1)
-    return tf.map_fn(lambda pair: tf.random.stateless_normal(shape, seed=pair), pairs,
-                     fn_output_signature=tf.TensorSpec(shape, tf.float32))

@@ -8,21 +8,25 @@ whose parameters an MLP computes from z_l+1, and p(x | z_1). They differ in infe
   inference combines each estimate with the prior p(z_l | z_l+1) by precision weighting, so the
   top-down networks serve the generative model and the posterior alike.
 
-Layers are numbered from 1 (next to x) to L (the top); lists are in that order.
+Layers are numbered from 1 (next to x) to L (the top); lists are in that order. Your own
+networks can replace the pair next to x (`encoder=`: x -> features, `decoder=`: z_1 -> features;
+see tfvae.networks); `hidden_units` then describes the layers above z_1 only.
 """
 import numbers
 
-import numpy as np
 import tensorflow as tf
+import tensorflow_probability as tfp
 import tf_keras
 
-from tfvae import layers, objectives
+from tfvae import layers, networks, objectives
 from tfvae.models.base import check_shape_arg
 from tfvae.models.registry import register
-from tfvae.models.vae import VariationalModel
+from tfvae.models.variational import VariationalModel
+
+tfd = tfp.distributions
 
 
-def normalize_hidden_units(hidden_units, num_layers):
+def normalize_hidden_units(hidden_units, num_layers, what="stochastic layers"):
     """(the config value, one tuple of widths per layer) from `hidden_units`: either widths
     shared by every layer, e.g. (64, 64), or one tuple per layer, e.g. ((200, 200), (100, 100))."""
     units = tuple(hidden_units)
@@ -37,36 +41,46 @@ def normalize_hidden_units(hidden_units, num_layers):
                              f"tuple of widths per layer") from None
         if len(per_layer) != num_layers:
             raise ValueError(f"hidden_units={hidden_units!r} has {len(per_layer)} entries for "
-                             f"{num_layers} stochastic layers")
+                             f"{num_layers} {what}")
     if any(u < 1 for layer in per_layer for u in layer):
         raise ValueError(f"hidden_units={hidden_units!r} must be positive integers")
     return config, per_layer
 
 
-def mlp(input_shape, hidden_units, output_size=None, activation="relu", batch_norm=False,
-        name=None):
-    """[batch, *input_shape] -> [batch, output_size] (or the last hidden layer when
-    output_size is None): Flatten, then Dense (+ BatchNormalization) + activation per width."""
-    stack = [tf_keras.layers.InputLayer(input_shape=tuple(input_shape)),
-             tf_keras.layers.Flatten()]
-    for width in hidden_units:
-        if batch_norm:
-            stack += [tf_keras.layers.Dense(width), tf_keras.layers.BatchNormalization(),
-                      tf_keras.layers.Activation(activation)]
-        else:
-            stack.append(tf_keras.layers.Dense(width, activation=activation))
-    if output_size is not None:
-        stack.append(tf_keras.layers.Dense(output_size))
-    return tf_keras.Sequential(stack, name=name)
+@tf_keras.saving.register_keras_serializable(package="tfvae")
+class PrecisionWeightedGaussian(layers.DistributionHead):
+    """The Ladder VAE's posterior (Sønderby et al. 2016): the diagonal Gaussian combining a
+    bottom-up estimate N(mu_hat, sigma_hat^2) with the top-down prior N(mu_p, sigma_p^2) by
+    precision weighting,
+        sigma_q^2 = 1 / (sigma_hat^-2 + sigma_p^-2),
+        mu_q = (mu_hat sigma_hat^-2 + mu_p sigma_p^-2) sigma_q^2.
 
+    Its params are the two heads' params side by side, [mu_hat, raw_hat, mu_p, raw_p], each
+    scale being softplus(raw) + min_scale as in `GaussianPosterior`, so the prior's params can
+    be passed as they are. Converts to a reparameterized sample.
+    """
 
-def normal_per_seed(seeds, shape, stream):
-    """One N(0, I) draw of `shape` per int64 seed from the stateless seed pair (seed, stream):
-    deterministic for a seed, independent of the other seeds, a separate stream per layer."""
-    seeds = tf.convert_to_tensor(seeds, tf.int64)
-    pairs = tf.stack([seeds, tf.fill(tf.shape(seeds), tf.constant(stream, tf.int64))], axis=-1)
-    return tf.map_fn(lambda pair: tf.random.stateless_normal(shape, seed=pair), pairs,
-                     fn_output_signature=tf.TensorSpec(shape, tf.float32))
+    params_per_element = 4
+
+    def __init__(self, event_shape, min_scale=1e-4, convert_to_tensor_fn="sample", **kwargs):
+        self.min_scale = float(min_scale)
+        super().__init__(event_shape, convert_to_tensor_fn, **kwargs)
+
+    @staticmethod
+    def combine(mu_hat, sigma_hat, mu_p, sigma_p):
+        """(mu_q, sigma_q) from the two Gaussians' parameters."""
+        precision_hat, precision_p = sigma_hat ** -2, sigma_p ** -2
+        variance = 1.0 / (precision_hat + precision_p)
+        return (mu_hat * precision_hat + mu_p * precision_p) * variance, tf.sqrt(variance)
+
+    def _make(self, params):
+        mu_hat, raw_hat, mu_p, raw_p = self._split_params(params)
+        loc, scale = self.combine(mu_hat, tf.math.softplus(raw_hat) + self.min_scale,
+                                  mu_p, tf.math.softplus(raw_p) + self.min_scale)
+        return self._independent(tfd.Normal(loc, scale))
+
+    def get_config(self):
+        return {**super().get_config(), "min_scale": self.min_scale}
 
 
 class HierarchyBase(VariationalModel):
@@ -87,25 +101,37 @@ class HierarchyBase(VariationalModel):
 
     def _init_hierarchy(self, input_shape, latent_dims, hidden_units, likelihood,
                         likelihood_scale, activation, beta, free_bits, iwae_samples,
-                        batch_norm=False):
-        self._data_shape = check_shape_arg("input_shape", input_shape)
+                        batch_norm, encoder, decoder):
+        """The generative model top-down, with the decoder next to x; `self._units` holds the
+        widths per layer (None for layer 1 when the user's bodies replace it)."""
+        self._init_data(input_shape, likelihood, likelihood_scale)
         self.latent_dims = check_shape_arg("latent_dims", latent_dims)
-        self.hidden_units, self._units = normalize_hidden_units(hidden_units,
-                                                                len(self.latent_dims))
+        self._given_bodies(encoder, decoder)
+        if len(self._user_bodies) == 1:
+            raise ValueError(f"{type(self).__name__} takes encoder= and decoder= together (the "
+                             f"networks next to x); got only {self._user_bodies[0]}=")
+        if self._user_bodies:
+            above = len(self.latent_dims) - 1
+            self.hidden_units, units = normalize_hidden_units(
+                hidden_units, above, "stochastic layers above z_1 (encoder= and decoder= are "
+                "the networks next to x)") if above else (tuple(hidden_units), ())
+            self._units = (None, *units)
+        else:
+            self.hidden_units, self._units = normalize_hidden_units(hidden_units,
+                                                                    len(self.latent_dims))
         self._init_objective(beta, free_bits, iwae_samples)
         self.batch_norm = bool(batch_norm)
-        self.likelihood, self.likelihood_scale = likelihood, likelihood_scale
         self.activation = activation
         dims, units = self.latent_dims, self._units
 
-        self.likelihood_head = layers.likelihood_head(likelihood, self._data_shape,
-                                                      scale=likelihood_scale, name="likelihood")
-        self.decoder = mlp((dims[0],), units[0][::-1],
-                           self.likelihood_head.params_size(), activation, self.batch_norm,
-                           name="decoder")
+        if decoder is None:
+            decoder = networks.mlp(units[0][::-1], None, activation, self.batch_norm,
+                                   input_shape=(dims[0],), name="decoder")
+        self._attach_decoder(decoder, dims[0])
         # p(z_l | z_l+1) mirrors the networks between layers l and l+1 (widths reversed).
-        self.prior_nets = [mlp((dims[i + 1],), units[i + 1][::-1], 2 * dims[i], activation,
-                               self.batch_norm, name=f"prior_{i + 1}")
+        self.prior_nets = [networks.mlp(units[i + 1][::-1], 2 * dims[i], activation,
+                                        self.batch_norm, input_shape=(dims[i + 1],),
+                                        name=f"prior_{i + 1}")
                            for i in range(len(dims) - 1)]
         self.prior_heads = [layers.GaussianPosterior((dims[i],), name=f"prior_head_{i + 1}")
                             for i in range(len(dims) - 1)]
@@ -118,10 +144,6 @@ class HierarchyBase(VariationalModel):
     def latent_shape(self):
         """The shape of z_1, the code `decode` takes."""
         return (self.latent_dims[0],)
-
-    def decode(self, z, training=False):
-        """p(x | z_1)."""
-        return self.likelihood_head(self.decoder(z, training=training))
 
     def _prior_params(self, i, z_above, training=False):
         return self.prior_nets[i](z_above, training=training)
@@ -162,10 +184,10 @@ class HierarchyBase(VariationalModel):
         """[z_1, ..., z_L] drawn top-down, z_L ~ N(0, I) then z_l ~ p(z_l | z_l+1), one per
         seed; layer l uses the stateless stream (seed, L - l)."""
         top = self.num_layers - 1
-        zs = [normal_per_seed(seeds, (self.latent_dims[top],), 0)]
+        zs = [layers.stateless_normal_per_seed(seeds, (self.latent_dims[top],), 0)]
         for i in reversed(range(top)):
             p = self.prior_heads[i](self._prior_params(i, zs[0], training=training))
-            eps = normal_per_seed(seeds, (self.latent_dims[i],), top - i)
+            eps = layers.stateless_normal_per_seed(seeds, (self.latent_dims[i],), top - i)
             zs.insert(0, p.mean() + p.stddev() * eps)
         return zs
 
@@ -221,6 +243,9 @@ class HierarchicalVAE(HierarchyBase):
         hidden_units: widths of the MLPs between layers: one tuple shared by all, or one per
             layer, ((x to z_1), (z_1 to z_2), ...); generative networks mirror them.
         likelihood, likelihood_scale: as for `VAE`.
+        encoder, decoder: your own networks next to x instead of the first MLPs (given
+            together): x -> features and z_1 -> features (see tfvae.networks); hidden_units
+            then lists the layers above z_1.
         activation: hidden layers' activation.
         batch_norm: batch normalization after every hidden Dense layer, inference and
             generative networks alike (what Sønderby et al. 2016 found a deep chain needs).
@@ -232,26 +257,31 @@ class HierarchicalVAE(HierarchyBase):
                                 hidden_units=((200, 200), (100, 100)))
     """
 
+    example_config = dict(latent_dims=(3, 2), hidden_units=(16,))
+
     def __init__(self, input_shape=(28, 28, 1), latent_dims=(100, 50),
                  hidden_units=((200, 200), (100, 100)), likelihood="bernoulli",
                  likelihood_scale=None, activation="relu", batch_norm=False, beta=1.0,
-                 free_bits=0.0, iwae_samples=1, name="hvae", **kwargs):
+                 free_bits=0.0, iwae_samples=1, encoder=None, decoder=None, name="hvae",
+                 **kwargs):
         super().__init__(name=name, **kwargs)
         self._init_hierarchy(input_shape, latent_dims, hidden_units, likelihood,
                              likelihood_scale, activation, beta, free_bits, iwae_samples,
-                             batch_norm)
+                             batch_norm, encoder, decoder)
         dims, units = self.latent_dims, self._units
         self.posterior_heads = [layers.GaussianPosterior((d,), name=f"posterior_{i + 1}")
                                 for i, d in enumerate(dims)]
-        self.encoder = mlp(self._data_shape, units[0], 2 * dims[0], activation, self.batch_norm,
-                           name="encoder")
-        self.inference_nets = [mlp((dims[i - 1],), units[i], 2 * dims[i], activation,
-                                   self.batch_norm, name=f"inference_{i + 1}")
+        if encoder is None:
+            encoder = networks.mlp(units[0], None, activation, self.batch_norm,
+                                   input_shape=self._data_shape, name="encoder")
+        self._attach_encoder(encoder, 2 * dims[0])
+        self.inference_nets = [networks.mlp(units[i], 2 * dims[i], activation, self.batch_norm,
+                                            input_shape=(dims[i - 1],), name=f"inference_{i + 1}")
                                for i in range(1, len(dims))]
         self._finish_init(self._metric_names())
 
     def _features(self, x, training=False):
-        return self.encoder(x, training=training)
+        return self.features(x, training=training)
 
     def _infer(self, features, sample=True, training=False):
         qs, zs = [], []
@@ -283,6 +313,9 @@ class LadderVAE(HierarchyBase):
         latent_dims: size of each stochastic layer, z_1 (next to x) first.
         hidden_units: the widths of each bottom-up MLP, one tuple shared by all or one per
             layer (non-empty); the top-down MLPs mirror them.
+        encoder, decoder: your own networks next to x instead of the first MLPs (given
+            together): x -> d_1 [batch, F] and z_1 -> features (see tfvae.networks);
+            hidden_units then lists the layers above z_1.
         likelihood, likelihood_scale, activation: as for `VAE`.
         batch_norm: batch normalization after every hidden Dense layer.
         beta, free_bits, iwae_samples: the objective, as for `VAE` (free bits per layer).
@@ -295,28 +328,47 @@ class LadderVAE(HierarchyBase):
 
     lower_kl_in_closed_form = True
 
+    example_config = dict(latent_dims=(3, 2), hidden_units=(16,))
+
     def __init__(self, input_shape=(28, 28, 1), latent_dims=(64, 32, 16, 8, 4),
                  hidden_units=((512, 512), (256, 256), (128, 128), (64, 64), (32, 32)),
                  likelihood="bernoulli", likelihood_scale=None, activation="relu",
-                 batch_norm=False, beta=1.0, free_bits=0.0, iwae_samples=1, name="ladder_vae",
-                 **kwargs):
+                 batch_norm=False, beta=1.0, free_bits=0.0, iwae_samples=1, encoder=None,
+                 decoder=None, name="ladder_vae", **kwargs):
         super().__init__(name=name, **kwargs)
         self._init_hierarchy(input_shape, latent_dims, hidden_units, likelihood,
                              likelihood_scale, activation, beta, free_bits, iwae_samples,
-                             batch_norm)
+                             batch_norm, encoder, decoder)
         dims, units = self.latent_dims, self._units
-        if any(not layer for layer in units):
+        if any(layer is not None and not layer for layer in units):
             raise ValueError(f"hidden_units={hidden_units!r}: every bottom-up MLP needs at "
                              f"least one hidden layer")
-        self.bottom_up = [mlp(self._data_shape if i == 0 else (units[i - 1][-1],), units[i],
-                              None, activation, self.batch_norm, name=f"bottom_up_{i + 1}")
-                          for i in range(len(dims))]
+        if encoder is None:
+            encoder = networks.mlp(units[0], None, activation, self.batch_norm,
+                                   input_shape=self._data_shape, name="bottom_up_1")
+        # d_1 = encoder(x) feeds the estimate of layer 1 and the next bottom-up MLP.
+        width = networks.check_encoder_output(encoder, self._data_shape)
+        self.bottom_up = [encoder] + [
+            networks.mlp(units[i], None, activation, self.batch_norm,
+                         input_shape=(width if i == 1 else units[i - 1][-1],),
+                         name=f"bottom_up_{i + 1}")
+            for i in range(1, len(dims))]
         self.estimates = [tf_keras.layers.Dense(2 * d, name=f"estimate_{i + 1}")
                           for i, d in enumerate(dims)]
         self.top_posterior = layers.GaussianPosterior((dims[-1],), name=f"posterior_{len(dims)}")
-        self.posterior_heads = [layers.PrecisionWeightedGaussian((d,), name=f"posterior_{i + 1}")
+        self.posterior_heads = [PrecisionWeightedGaussian((d,), name=f"posterior_{i + 1}")
                                 for i, d in enumerate(dims[:-1])]
         self._finish_init(self._metric_names())
+
+    @property
+    def encoder(self):
+        """The bottom-up network next to x: d_1 = encoder(x)."""
+        return self.bottom_up[0]
+
+    @property
+    def encoder_head(self):
+        """The layer-1 estimate's parameters from d_1."""
+        return self.estimates[0]
 
     def _features(self, x, training=False):
         """The bottom-up estimates' params [mu_hat, raw sigma_hat], one tensor per layer."""

@@ -14,10 +14,9 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from tfvae import layers, networks
-from tfvae.models.base import check_positive_int, check_shape_arg, stateless_normal_per_seed
+from tfvae import layers, validation
 from tfvae.models.registry import register
-from tfvae.models.vae import VariationalModel
+from tfvae.models.variational import VariationalModel
 
 
 def made_masks(event_size, hidden_units, reverse=False):
@@ -117,11 +116,12 @@ class IAFVAE(VariationalModel):
     Args:
         input_shape: shape of one example.
         latent_dim: size of z.
-        hidden_units: the encoder MLP's widths (the decoder mirrors them).
+        hidden_units, network, encoder, decoder: the bodies, as for `VAE`.
         flow_steps: T, the number of IAF steps (0: a VAE with a Monte-Carlo KL).
         flow_hidden_units: widths of each step's MADE.
         context_dim: size of the context h the encoder passes to every step.
-        likelihood, likelihood_scale, activation: as for `VAE`.
+        likelihood, likelihood_scale, activation: as for `VAE` (the flow steps use the
+            activation too, relu when your bodies replace it).
         beta, free_bits, iwae_samples: the objective, as for `VAE`.
 
     Example:
@@ -130,50 +130,37 @@ class IAFVAE(VariationalModel):
 
     config_keys = ("input_shape", "latent_dim", "hidden_units", "flow_steps",
                    "flow_hidden_units", "context_dim", "likelihood", "likelihood_scale",
-                   "activation", "beta", "free_bits", "iwae_samples")
+                   "network", "activation", "beta", "free_bits", "iwae_samples")
+    body_arguments = ("hidden_units", "network", "activation")
+    example_config = dict(latent_dim=3, hidden_units=(16,), flow_steps=2, flow_hidden_units=(8,),
+                          context_dim=4)
 
-    def __init__(self, input_shape=(28, 28, 1), latent_dim=32, hidden_units=(512, 256),
+    def __init__(self, input_shape=(28, 28, 1), latent_dim=32, hidden_units=None,
                  flow_steps=2, flow_hidden_units=(64, 64), context_dim=32,
-                 likelihood="bernoulli", likelihood_scale=None, activation="relu", beta=1.0,
-                 free_bits=0.0, iwae_samples=1, name="iaf_vae", **kwargs):
+                 likelihood="bernoulli", likelihood_scale=None, network="mlp",
+                 activation="relu", beta=1.0, free_bits=0.0, iwae_samples=1, encoder=None,
+                 decoder=None, name="iaf_vae", **kwargs):
         super().__init__(name=name, **kwargs)
-        self._data_shape = check_shape_arg("input_shape", input_shape)
-        self.latent_dim = check_positive_int("latent_dim", latent_dim)
-        self.hidden_units = tuple(int(u) for u in hidden_units)
-        networks.check_network_args("mlp", self._data_shape, self.hidden_units)
-        if isinstance(flow_steps, bool) or int(flow_steps) != flow_steps or flow_steps < 0:
-            raise ValueError(f"flow_steps={flow_steps!r} must be an integer >= 0")
-        self.flow_steps = int(flow_steps)
-        self.flow_hidden_units = tuple(int(u) for u in flow_hidden_units)
-        if not self.flow_hidden_units or any(u < 1 for u in self.flow_hidden_units):
+        self._init_data(input_shape, likelihood, likelihood_scale)
+        self.latent_dim = validation.check_positive_int("latent_dim", latent_dim)
+        self.flow_steps = validation.check_int("flow_steps", flow_steps, minimum=0)
+        self.flow_hidden_units = validation.check_widths("flow_hidden_units", flow_hidden_units)
+        if not self.flow_hidden_units:
             raise ValueError(f"flow_hidden_units={flow_hidden_units!r} must be one or more "
                              f"positive widths")
-        self.context_dim = check_positive_int("context_dim", context_dim)
+        self.context_dim = validation.check_positive_int("context_dim", context_dim)
         self._init_objective(beta, free_bits, iwae_samples)
-        self.likelihood, self.likelihood_scale = likelihood, likelihood_scale
-        self.activation = activation
-
         self.base_posterior = layers.GaussianPosterior((self.latent_dim,), name="posterior")
-        self.likelihood_head = layers.likelihood_head(likelihood, self._data_shape,
-                                                      scale=likelihood_scale, name="likelihood")
-        self.encoder = networks.encoder_body(
-            self._data_shape, self.hidden_units,
-            self.base_posterior.params_size() + self.context_dim, "mlp", activation)
-        self.decoder = networks.decoder_body(self.latent_dim, self._data_shape, self.hidden_units,
-                                             self.likelihood_head.params_per_element, "mlp",
-                                             activation)
+        # The encoder head gives the base Gaussian's parameters and the flow's context h.
+        self._init_bodies(encoder, decoder, self.base_posterior.params_size() + self.context_dim,
+                          network, hidden_units, activation)
+        flow_activation = activation or "relu"
         self.flow_layers = [AutoregressiveStep(self.latent_dim, self.context_dim,
                                                self.flow_hidden_units, reverse=t % 2 == 1,
-                                               activation=activation, name=f"iaf_step_{t + 1}")
+                                               activation=flow_activation,
+                                               name=f"iaf_step_{t + 1}")
                             for t in range(self.flow_steps)]
         self._finish_init(self._metric_names())
-
-    @property
-    def latent_shape(self):
-        return (self.latent_dim,)
-
-    def prior(self):
-        return layers.standard_normal(self.latent_shape)
 
     def _split(self, features):
         size = self.base_posterior.params_size()
@@ -183,11 +170,8 @@ class IAFVAE(VariationalModel):
         """The base Gaussian N(mu_0, sigma_0^2) (before the flow)."""
         return self._split(self._features(x, training=training))[0]
 
-    def decode(self, z, training=False):
-        return self.likelihood_head(self.decoder(z, training=training))
-
     def _features(self, x, training=False):
-        return self.encoder(x, training=training)
+        return self.features(x, training=training)
 
     def flow(self, features, eps):
         """(z_T, log q(z_T|x)) for the base noise eps [batch, D]."""
@@ -223,9 +207,6 @@ class IAFVAE(VariationalModel):
         shape = [tf.shape(features)[0], self.latent_dim]
         samples = [self.flow(features, tf.random.normal(shape))[0] for _ in range(num_samples)]
         return [tf.add_n(samples) / num_samples]
-
-    def sample_latent(self, seeds):
-        return stateless_normal_per_seed(seeds, self.latent_shape)
 
     def encode_outputs(self, x):
         features = self._features(x)

@@ -1,0 +1,332 @@
+"""Reproduce Burda et al. (2015), Table 1, VAE rows: the one-layer (784-200-200-50) and the
+two-layer (100 and 50 latents over 200-200 and 100-100) VAE on dynamically binarized MNIST,
+trained on the paper's budget, in segments that survive interruption.
+
+    python bench/burda.py --model vae --run-dir bench/runs/vae_burda --minutes 120   # start or continue
+    python bench/burda.py --model vae --run-dir bench/runs/vae_burda --status        # where it is
+    python bench/burda.py --model vae --run-dir bench/runs/vae_burda --finish        # evaluate, export
+
+Protocol (stated in the run's `protocol.json` and the model card):
+- the paper's schedule: 3280 epochs, stage i = 0..7 lasting 3^i epochs at learning rate
+  1e-3 * 10^(-i/7), Adam (beta1 0.9, beta2 0.999, epsilon 1e-4); the rate is an in-graph
+  schedule of the optimizer's step count, so a resumed run continues it exactly;
+- batch 100, not the paper's 20: here an epoch costs ~6 s at batch 100 and ~16 s at batch 20
+  (the step is compute-bound on 2 cores), so the paper's batch would need ~15 hours per model;
+- training images: the 60,000 MNIST training images, binarized afresh every epoch
+  (tfvae.data.from_arrays(..., binarize="dynamic"));
+- units: ReLU (the paper's tanh trained far slower in bench/likelihood.py's short runs), and a
+  KL warm-up over the first WARMUP_EPOCHS epochs (Sønderby et al. 2016), which keeps the
+  two-layer model's upper layer from collapsing early; no batch norm;
+- test images: one fixed binarization (seed 123) of the 10,000 test images; the learning curve
+  uses a fixed random 1,000 of them, k = 5000, every --eval-every epochs.
+
+A segment trains until --minutes have passed (or the schedule is done), checkpointing every
+--checkpoint-minutes and when it stops; the next segment restores the latest checkpoint (model,
+optimizer with its step count, epochs done) and goes on. The run directory keeps only the latest
+checkpoint, `log.jsonl` (one line per epoch), `curve.jsonl` (the learning curve), and
+`segments.jsonl` (each segment's epochs and wall time), a few MB in all: commit it to carry the
+run to the next session. `--finish` evaluates the final model (test NLL at k = 5000 on all
+10,000 test images, ELBO, active units), draws the curve as PNG and prints one JSON line;
+`--export` also writes it as a new version of saved_models/<model>_mnist.
+"""
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tf_keras  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+import tfvae  # noqa: E402
+
+SHARED_DATA = REPO.parent / "shared" / "data"
+MNIST = (28, 28, 1)
+STAGES = 8                         # i = 0..7
+EPOCHS = sum(3 ** i for i in range(STAGES))   # 3280
+BATCH = 100
+WARMUP_EPOCHS = 10
+TEST_SEED = 123
+PUBLISHED = {"vae": 86.76, "hvae": 85.33}     # Burda et al. 2015, Table 1, VAE k = 1
+
+
+def build(name):
+    if name == "vae":
+        return tfvae.models.VAE(input_shape=MNIST, latent_dim=50, hidden_units=(200, 200))
+    return tfvae.models.HierarchicalVAE(input_shape=MNIST, latent_dims=(100, 50),
+                                        hidden_units=((200, 200), (100, 100)))
+
+
+def learning_rate(steps_per_epoch):
+    """The paper's schedule as a function of the optimizer's step count."""
+    boundaries, epochs = [], 0
+    for i in range(STAGES - 1):
+        epochs += 3 ** i
+        boundaries.append(epochs * steps_per_epoch)
+    values = [1e-3 * 10 ** (-i / 7) for i in range(STAGES)]
+    return tf_keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
+def mnist(split):
+    """MNIST grey levels in [0, 1] from the shared TFDS folder, [n, 28, 28, 1] float32."""
+    batches = tfvae.data.load("mnist", split, batch_size=10_000, shuffle=False,
+                              data_dir=SHARED_DATA / "tensorflow_datasets", download=False)
+    return np.concatenate([b.numpy() for b in batches])
+
+
+def test_images():
+    """One fixed binarization of the test set (the same for every run and every evaluation)."""
+    grey = mnist("test")
+    u = np.random.default_rng(TEST_SEED).random(grey.shape, dtype=np.float32)
+    return (u < grey).astype(np.float32)
+
+
+def curve_subset(test, size=1000):
+    return test[np.sort(np.random.default_rng(0).choice(len(test), size, replace=False))]
+
+
+def log_likelihood(model, images, k=5000, batch_size=100):
+    return np.concatenate([model.log_likelihood(images[i:i + batch_size], num_samples=k).numpy()
+                           for i in range(0, len(images), batch_size)])
+
+
+def shown(path):
+    """A path as the repository names it (relative to its root), never this machine's."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else path.name
+
+
+class Run:
+    """The run directory: checkpoint, logs and the protocol, as the repository keeps them."""
+
+    def __init__(self, directory, name, steps_per_epoch, train_examples=60_000):
+        self.dir = Path(directory)
+        self.name, self.train_examples = name, train_examples
+        self.model = build(name)
+        self.model.compile(optimizer=tf_keras.optimizers.Adam(learning_rate(steps_per_epoch),
+                                                              epsilon=1e-4),
+                           steps_per_execution=50)
+        self.epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False)
+        # Create the optimizer's slots now, so that a restore fills them at once.
+        self.model.optimizer.build(self.model.trainable_variables)
+        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.model.optimizer,
+                                              epochs_done=self.epochs_done)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.dir / "checkpoint"),
+                                                  max_to_keep=1)
+
+    def restore(self):
+        protocol = {"model": self.name, "config": self.model.get_config(), "batch": BATCH,
+                    "epochs": EPOCHS, "warmup_epochs": WARMUP_EPOCHS,
+                    "schedule": "3^i epochs at 1e-3 * 10^(-i/7), i = 0..7",
+                    "optimizer": "Adam(beta1=0.9, beta2=0.999, epsilon=1e-4)",
+                    "data": f"MNIST train ({self.train_examples} images), dynamic binarization "
+                            f"every epoch",
+                    "test": f"MNIST test, one fixed binarization (seed {TEST_SEED})"}
+        record = self.dir / "protocol.json"
+        if record.exists():
+            stored = json.loads(record.read_text())
+            if json.loads(json.dumps(protocol)) != stored:
+                raise SystemExit(f"{self.dir} holds another run's protocol; use another folder")
+        else:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            record.write_text(json.dumps(protocol, indent=1))
+        if self.manager.latest_checkpoint:
+            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+        return int(self.epochs_done.numpy())
+
+    def save(self, epochs):
+        self.epochs_done.assign(epochs)
+        self.manager.save(checkpoint_number=epochs)
+
+    def append(self, file, record):
+        with open(self.dir / file, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def read(self, file):
+        path = self.dir / file
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+class Segment(tf_keras.callbacks.Callback):
+    """Per epoch: the log line, the learning curve when due, a checkpoint when due, and the
+    end of the segment when its minutes are spent."""
+
+    def __init__(self, run, start_epoch, minutes, checkpoint_minutes, eval_every, curve_images,
+                 curve_k):
+        super().__init__()
+        self.run, self.start_epoch = run, start_epoch
+        self.deadline = time.monotonic() + 60 * minutes
+        self.checkpoint_seconds = 60 * checkpoint_minutes
+        self.eval_every, self.curve_images, self.curve_k = eval_every, curve_images, curve_k
+        self.last_save = time.monotonic()
+        self.started = time.time()
+        self.epoch_started = None
+        self.done = start_epoch
+        self.stop_requested = False
+        # SIGTERM or Ctrl-C: finish the epoch, checkpoint, stop (nothing lost but the epoch).
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self.request_stop)
+
+    def request_stop(self, signum, frame):
+        self.stop_requested = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.kl_weight.assign(min(1.0, epoch / WARMUP_EPOCHS))
+        self.epoch_started = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.done = epoch + 1
+        lr = float(self.model.optimizer.learning_rate)  # the schedule at the current step
+        self.run.append("log.jsonl", {"epoch": self.done, "seconds": round(
+            time.monotonic() - self.epoch_started, 2), "learning_rate": lr,
+            "kl_weight": float(self.model.kl_weight.numpy()),
+            **{k: round(float(v), 4) for k, v in (logs or {}).items()}})
+        if self.done % self.eval_every == 0 or self.done == EPOCHS or self.done in (1, 4, 13, 40):
+            self.evaluate()
+        out_of_time = time.monotonic() > self.deadline or self.stop_requested
+        if out_of_time or time.monotonic() - self.last_save > self.checkpoint_seconds:
+            self.run.save(self.done)
+            self.last_save = time.monotonic()
+        if out_of_time:
+            self.model.stop_training = True
+
+    def evaluate(self):
+        start = time.monotonic()
+        weight = float(self.model.kl_weight.numpy())
+        self.model.kl_weight.assign(1.0)
+        nll = -log_likelihood(self.model, self.curve_images, k=self.curve_k)
+        self.model.kl_weight.assign(weight)
+        self.run.append("curve.jsonl", {"epoch": self.done, "k": self.curve_k,
+            "test_examples": len(nll), "test_nll": round(float(nll.mean()), 3), "stderr": round(float(nll.std(ddof=1) / math.sqrt(len(nll))), 3),
+            "eval_seconds": round(time.monotonic() - start, 1)})
+
+
+def train(args):
+    images = mnist("train")[:args.train_examples]
+    steps_per_epoch = math.ceil(len(images) / BATCH)
+    run = Run(args.run_dir, args.model, steps_per_epoch, len(images))
+    done = run.restore()
+    if done >= EPOCHS:
+        print(json.dumps({"run": shown(args.run_dir), "epochs_done": done, "complete": True}))
+        return
+    # Another seed per segment: a resumed run does not replay the first segment's data order.
+    seed = done
+    tf_keras.utils.set_random_seed(seed)
+    train_data = tfvae.data.from_arrays(images, BATCH, binarize="dynamic", seed=seed)
+    curve = curve_subset(test_images(), args.curve_examples)
+    segment = Segment(run, done, args.minutes, args.checkpoint_minutes, args.eval_every, curve,
+                      args.k)
+    start = time.time()
+    run.model.fit(train_data, initial_epoch=done, epochs=EPOCHS, verbose=2 if args.verbose else 0,
+                  callbacks=[tfvae.training.NonFiniteGuard(), segment])
+    if int(run.epochs_done.numpy()) != segment.done:
+        run.save(segment.done)
+    record = {"first_epoch": done + 1, "last_epoch": segment.done,
+              "epochs": segment.done - done, "wall_seconds": round(time.time() - start, 1),
+              "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start)),
+              "host_cpus": os.cpu_count(), "tensorflow": tf.__version__}
+    run.append("segments.jsonl", record)
+    print(json.dumps({"run": shown(args.run_dir), **record}))
+
+
+def status(args):
+    run = Run(args.run_dir, args.model, math.ceil(args.train_examples / BATCH),
+              args.train_examples)
+    done = run.restore()
+    segments = run.read("segments.jsonl")
+    curve = run.read("curve.jsonl")
+    print(json.dumps({"run": shown(args.run_dir), "epochs_done": done, "of": EPOCHS,
+                      "segments": len(segments),
+                      "wall_hours": round(sum(s["wall_seconds"] for s in segments) / 3600, 2),
+                      "last_curve_point": curve[-1] if curve else None}))
+
+
+def finish(args):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run = Run(args.run_dir, args.model, math.ceil(args.train_examples / BATCH),
+              args.train_examples)
+    done = run.restore()
+    test = test_images()[:args.test_examples]
+    model = run.model
+    model.kl_weight.assign(1.0)
+    start = time.monotonic()
+    nll = -log_likelihood(model, test, k=args.k)
+    elbo = np.concatenate([model.compute_terms(tf.constant(test[i:i + 500]))["elbo"].numpy()
+                           for i in range(0, len(test), 500)])
+    segments = run.read("segments.jsonl")
+    result = {"model": args.model, "epochs": done, "of": EPOCHS,
+              "test_nll": round(float(nll.mean()), 3),
+              "test_nll_stderr": round(float(nll.std(ddof=1) / math.sqrt(len(nll))), 3),
+              "k": args.k, "test_examples": len(test), "test_elbo": round(float(elbo.mean()), 3),
+              "active_units": model.active_units(test), "published_nll": PUBLISHED[args.model],
+              "training_hours": round(sum(s["wall_seconds"] for s in segments) / 3600, 2),
+              "segments": len(segments), "eval_seconds": round(time.monotonic() - start, 1)}
+    curve = run.read("curve.jsonl")
+    if curve:
+        figure, axis = plt.subplots(figsize=(6, 4))
+        axis.plot([c["epoch"] for c in curve], [c["test_nll"] for c in curve], "o-",
+                  label=f"tfvae ({curve[-1]['test_examples']:,} test images, "
+                        f"k = {curve[-1]['k']})")
+        axis.axhline(PUBLISHED[args.model], color="gray", linestyle="--",
+                     label=f"Burda et al. 2015: {PUBLISHED[args.model]}")
+        axis.set(xscale="log", xlabel="epoch", ylabel="test NLL (nats)",
+                 title=f"{args.model}: the paper's schedule")
+        axis.legend()
+        figure.tight_layout()
+        figure.savefig(run.dir / "curve.png", dpi=120)
+        result["curve"] = shown(run.dir / "curve.png")
+    if args.export:
+        path = tfvae.export(model, REPO / "saved_models" / f"{args.model}_mnist", data={
+            "name": "mnist", "source": "TFDS mnist 3.0.1",
+            "train": "60,000 images, dynamically binarized (fresh Bernoulli bits each epoch)",
+            "test": f"10,000 images, one fixed binarization (seed {TEST_SEED})"},
+            metrics={"test_log_likelihood": -result["test_nll"], "test_log_likelihood_k": args.k,
+                     "test_log_likelihood_examples": len(test), "test_elbo": result["test_elbo"],
+                     "test_elbo_examples": len(test), "test_elbo_std": float(elbo.std()),
+                     "active_units": result["active_units"]},
+            card={"training": {"protocol": json.loads((run.dir / "protocol.json").read_text()),
+                               "epochs": done, "segments": segments,
+                               "wall_seconds": sum(s["wall_seconds"] for s in segments),
+                               "command": f"python bench/burda.py --model {args.model} "
+                                          f"--run-dir {args.run_dir} --minutes 120"}})
+        result["export"] = shown(path)
+    print(json.dumps(result))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", choices=sorted(PUBLISHED), required=True)
+    parser.add_argument("--run-dir", type=Path, required=True)
+    parser.add_argument("--minutes", type=float, default=120,
+                        help="this segment's budget (0: one epoch)")
+    parser.add_argument("--checkpoint-minutes", type=float, default=5)
+    parser.add_argument("--eval-every", type=int, default=200,
+                        help="learning-curve point every N epochs (and at 1, 4, 13, 40)")
+    parser.add_argument("--status", action="store_true")
+    parser.add_argument("--finish", action="store_true")
+    parser.add_argument("--export", action="store_true", help="with --finish: ship the model")
+    parser.add_argument("--k", type=int, default=5000, help="importance samples")
+    parser.add_argument("--train-examples", type=int, default=60_000, help="for smoke runs")
+    parser.add_argument("--curve-examples", type=int, default=1000)
+    parser.add_argument("--test-examples", type=int, default=10_000, help="for --finish")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args()
+    if not SHARED_DATA.is_dir():
+        raise SystemExit(f"needs MNIST in ../shared/data (not found at {SHARED_DATA})")
+    (status if args.status else finish if args.finish else train)(args)
+
+
+if __name__ == "__main__":
+    main()

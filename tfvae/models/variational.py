@@ -1,0 +1,155 @@
+"""The variational machinery every VAE of the zoo shares, whatever its posterior and prior: the
+objective (the ELBO with beta, KL warm-up and free bits, or the IWAE bound of Burda et al. 2015),
+the importance-sampled log-likelihood, bits/dim and active units.
+
+A family only says how to run its chain once per example: `_features(x)` (the deterministic
+work on x) and `_chain(x, features)` (one sample of every latent, the log-likelihood and the
+per-layer KL terms); see `VariationalModel`.
+"""
+import numpy as np
+import tensorflow as tf
+
+from tfvae import layers, objectives, validation
+from tfvae.models.base import LatentVariableModel, inputs_of
+
+
+class VariationalModel(LatentVariableModel):
+    """Base of the VAEs: the objective and the evaluation, written once.
+
+    A subclass calls `_init_objective(beta, free_bits, iwae_samples)` in its constructor and
+    defines:
+    - `_features(x, training)`: a tensor or nest of tensors [batch, ...] computed from x alone;
+    - `_chain(x, features, training)`: one posterior sample per row, returning a dict with
+      `log_px` [n] (log p(x|z)), `kls` (a list, one [n] KL term per stochastic layer, in closed
+      form where valid) and `log_ratio` [n] (log p(z) - log q(z|x) at the sample);
+    - `_posterior_means(x)`: a list, per layer, of [batch, d] posterior means (active units).
+
+    The loss per example is -log p(x|z) + beta * kl_weight * sum_l FB(KL_l), FB the free-bits
+    floor, or with `iwae_samples=k > 1` the negative IWAE bound with k samples. Whatever the
+    loss, the reported `elbo`, `reconstruction` and `kl` are the plain one-sample (k = 1, beta =
+    1, no floor) quantities, so runs with different objectives stay comparable.
+
+    `kl_weight` is a non-trainable variable (1.0 unless a callback such as
+    `tfvae.callbacks.KLWarmup` moves it), read inside the compiled train step. It is saved with
+    the weights, so training resumes where the warm-up was, but it is not part of get_config.
+    """
+
+    def _init_objective(self, beta, free_bits, iwae_samples):
+        if beta < 0:
+            raise ValueError(f"beta={beta!r} must be >= 0")
+        if free_bits < 0:
+            raise ValueError(f"free_bits={free_bits!r} must be >= 0 (nats per stochastic layer)")
+        self.beta, self.free_bits = float(beta), float(free_bits)
+        self.iwae_samples = validation.check_positive_int("iwae_samples", iwae_samples)
+        if self.free_bits > 0 and self.iwae_samples > 1:
+            raise ValueError("free_bits floors the KL terms of the ELBO; it does not apply to "
+                             f"the IWAE objective (iwae_samples={self.iwae_samples}): use one")
+        self.kl_weight = self.add_weight(name="kl_weight", shape=(), initializer="ones",
+                                         trainable=False)
+
+    def prior(self):
+        """p(z) = N(0, I) over the codes (the hierarchies' top layer has its own)."""
+        return layers.standard_normal(self.latent_shape)
+
+    @property
+    def num_layers(self):
+        """How many stochastic layers; each has its KL term (`kl_1` ... when more than one)."""
+        return 1
+
+    def _metric_names(self):
+        per_layer = tuple(f"kl_{l}" for l in range(1, self.num_layers + 1))
+        names = ("loss", "elbo", "reconstruction", "kl") + (per_layer if self.num_layers > 1 else ())
+        return names + (("bits_per_dim",) if self.likelihood == "discretized_logistic" else ())
+
+    # ---- the objective -------------------------------------------------------------------
+    def _forward(self, x, num_samples=None, training=False):
+        """`_chain` on x, or with `num_samples=k` on k copies of every example at once (the
+        features are computed once, then repeated); results are then [k, batch]."""
+        features = self._features(x, training=training)
+        if num_samples is None:
+            return self._chain(x, features, training=training)
+        k = int(num_samples)
+
+        def repeat(t):
+            # Row i * batch + j holds sample i of example j.
+            return tf.tile(t, [k] + [1] * (t.shape.rank - 1))
+
+        out = self._chain(repeat(x), tf.nest.map_structure(repeat, features), training=training)
+        return tf.nest.map_structure(lambda t: tf.reshape(t, [k, -1]), out)
+
+    def compute_terms(self, x, training=False):
+        out = self._forward(x, training=training)
+        reconstruction = -out["log_px"]
+        kls = out["kls"]
+        kl = tf.add_n(kls)
+        terms = {"elbo": -(reconstruction + kl), "reconstruction": reconstruction, "kl": kl}
+        if self.num_layers > 1:
+            terms.update({f"kl_{l}": value for l, value in enumerate(kls, start=1)})
+        if self.likelihood == "discretized_logistic":  # a probability mass: a code length
+            terms["bits_per_dim"] = objectives.bits_per_dim(terms["elbo"],
+                                                            int(np.prod(self._data_shape)))
+        weight = self.beta * self.kl_weight
+        if self.iwae_samples > 1:
+            parts = self._forward(x, self.iwae_samples, training=training)
+            # The weight tempers log p(z)/q(z|x) inside each importance weight, so a warm-up
+            # moves the IWAE objective from log-mean-exp of log p(x|z_i) to the bound itself.
+            terms["loss"] = -objectives.log_mean_exp(parts["log_px"] + weight * parts["log_ratio"])
+        else:
+            floored = [objectives.free_bits_kl(value, self.free_bits) for value in kls]
+            terms["loss"] = reconstruction + weight * tf.add_n(floored)
+        return terms
+
+    # ---- evaluation ------------------------------------------------------------------------
+    def log_weights(self, x, num_samples, training=False):
+        """[num_samples, batch] importance log-weights log p(x, z_i) - log q(z_i|x), z_i ~ q."""
+        out = self._forward(tf.convert_to_tensor(x, tf.float32), num_samples, training=training)
+        return out["log_px"] + out["log_ratio"]
+
+    def iwae_bound(self, x, num_samples):
+        """L_k(x) per example: one draw of the IWAE bound with k samples (k = 1: the ELBO)."""
+        return objectives.log_mean_exp(self.log_weights(x, num_samples))
+
+    @tf.function(reduce_retracing=True)
+    def _compiled_log_weights(self, x, num_samples):
+        # One graph per chunk size: eager runs of the chain cost 2-4x more (bench/likelihood.py).
+        return self.log_weights(x, num_samples)
+
+    def log_likelihood(self, x, num_samples=5000, chunk_size=None):
+        """Importance-sampled log p(x) per example (Burda et al. 2015), in nats.
+
+        The samples are drawn in chunks so that chunk * batch * pixels stays near 4M floats
+        whatever k is; pass batches of a few hundred examples at most."""
+        x = tf.convert_to_tensor(x, tf.float32)
+        if chunk_size is None:
+            per_sample = int(x.shape[0]) * int(np.prod(self._data_shape))
+            chunk_size = max(1, min(int(num_samples), 4_000_000 // max(per_sample, 1)))
+        return objectives.importance_sampled_log_likelihood(self._compiled_log_weights, x,
+                                                            num_samples, chunk_size)
+
+    def bits_per_dim(self, x, num_samples=5000):
+        """-log p(x) / (D ln 2) per example, from the importance-sampled log-likelihood."""
+        return objectives.bits_per_dim(self.log_likelihood(x, num_samples),
+                                       int(np.prod(self._data_shape)))
+
+    def active_units(self, data, threshold=0.01):
+        """Burda et al.'s active units, one count per stochastic layer: the units u whose
+        posterior mean E_q(u|x)[u] varies across the data with variance above `threshold`.
+
+        Args:
+            data: an array of examples or a tf.data.Dataset of batches (x or (x, ...)).
+        """
+        if not isinstance(data, tf.data.Dataset):
+            data = tf.data.Dataset.from_tensor_slices(np.asarray(data, np.float32)).batch(256)
+        sums = squares = None
+        count = 0
+        for batch in data:
+            means = [m.numpy().astype(np.float64) for m in self._posterior_means(
+                tf.convert_to_tensor(inputs_of(batch), tf.float32))]
+            batch_sums = [m.sum(0) for m in means]
+            batch_squares = [(m ** 2).sum(0) for m in means]
+            sums = batch_sums if sums is None else [a + b for a, b in zip(sums, batch_sums)]
+            squares = batch_squares if squares is None else [
+                a + b for a, b in zip(squares, batch_squares)]
+            count += means[0].shape[0]
+        variances = [s2 / count - (s / count) ** 2 for s, s2 in zip(sums, squares)]
+        return [int((v > threshold).sum()) for v in variances]
