@@ -61,8 +61,9 @@ PUBLISHED = {"vae": 86.76, "hvae": 85.33}     # Burda et al. 2015, Table 1, VAE 
 def build(name):
     if name == "vae":
         return tfvae.models.VAE(input_shape=MNIST, latent_dim=50, hidden_units=(200, 200))
+    # The warm-up is this script's own (per epoch, WARMUP_EPOCHS), not the model's default.
     return tfvae.models.HierarchicalVAE(input_shape=MNIST, latent_dims=(100, 50),
-                                        hidden_units=((200, 200), (100, 100)))
+                                        hidden_units=((200, 200), (100, 100)), kl_warmup_steps=0)
 
 
 def learning_rate(steps_per_epoch):
@@ -140,7 +141,32 @@ class Run:
             record.write_text(json.dumps(protocol, indent=1))
         if self.manager.latest_checkpoint:
             self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
-        return int(self.epochs_done.numpy())
+        done = int(self.epochs_done.numpy())
+        self.forget_after(done)
+        self.account_for_killed_segment(done)
+        return done
+
+    def account_for_killed_segment(self, epochs):
+        """A segment killed with its machine (no SIGTERM) checkpointed but never wrote its
+        record: rebuild it from the epoch and evaluation times it logged, marked as such."""
+        recorded = max((s["last_epoch"] for s in self.read("segments.jsonl")), default=0)
+        if recorded >= epochs:
+            return
+        log = [r for r in self.read("log.jsonl") if recorded < r["epoch"] <= epochs]
+        curve = [r for r in self.read("curve.jsonl") if recorded < r["epoch"] <= epochs]
+        self.append("segments.jsonl", {
+            "first_epoch": recorded + 1, "last_epoch": epochs, "epochs": epochs - recorded,
+            "wall_seconds": round(sum(r["seconds"] for r in log)
+                                  + sum(r["eval_seconds"] for r in curve), 1),
+            "reconstructed": "from log.jsonl and curve.jsonl: the segment was killed"})
+
+    def forget_after(self, epochs):
+        """Drop log and curve lines of epochs past the checkpoint: a segment that was killed
+        before its last checkpoint trains those epochs again, and logs them again."""
+        for file in ("log.jsonl", "curve.jsonl"):
+            kept = [r for r in self.read(file) if r["epoch"] <= epochs]
+            if len(kept) != len(self.read(file)):
+                (self.dir / file).write_text("".join(json.dumps(r) + "\n" for r in kept))
 
     def save(self, epochs):
         self.epochs_done.assign(epochs)

@@ -23,6 +23,7 @@ in its card, and saved_models/<model>_mnist/README.md; saved_models/README.md ge
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -171,9 +172,38 @@ def train_one(name, args):
         shutil.rmtree(model_dir)
     path = tfvae.export(model, model_dir, data=data_description(name, args), metrics=metrics,
                         card={"training": training}, version=1)
+    update_manifest(args.out, model_dir.name, path)
     print(json.dumps({"model": name, "export": str(path), "metrics": metrics,
                       "wall_seconds": training["wall_seconds"]}), flush=True)
     return path
+
+
+def update_manifest(out, name, path):
+    """Enter the export at `path` (a version folder) as the shipped model `name` in out/zoo.json,
+    the manifest by which `tfvae.load(name)` finds it (other folders in `out` are not shipped)."""
+    from tfvae.exporting import CARD_FILENAME
+    from tfvae.loading import MANIFEST
+
+    card = json.loads((Path(path) / "assets" / CARD_FILENAME).read_text())
+    manifest_file = Path(out) / MANIFEST
+    manifest = json.loads(manifest_file.read_text()) if manifest_file.exists() else {
+        "description": "The shipped models: only these load by name (tfvae.load(NAME)); any other "
+                       "folder here is not part of the zoo. Written by bench/train_zoo.py."}
+    manifest.setdefault("models", {})[name] = {
+        "model": card["model"], "class": card["class"],
+        "description": f"{card['class']} trained on MNIST for {card['training']['epochs']} epochs; "
+                       f"train data: {card['data']['train']}. Card: {name}/README.md",
+        "input_shape": card["input_shape"], "dataset": card["data"]["name"],
+        "versions": [int(Path(path).name)]}
+    manifest["models"] = dict(sorted(manifest["models"].items()))
+    # Written whole then renamed: an interrupted run leaves the old manifest, never half of one.
+    partial = manifest_file.with_name(MANIFEST + ".partial")
+    text = json.dumps(manifest, indent=2)
+    # Lists of numbers (input_shape, versions) on one line each, as they read best.
+    text = re.sub(r"\[\s*((?:-?\d+,\s*)*-?\d+)\s*\]",
+                  lambda m: "[" + ", ".join(re.split(r",\s*", m.group(1))) + "]", text)
+    partial.write_text(text + "\n")
+    os.replace(partial, manifest_file)
 
 
 # ---- model cards and figures, from the exports alone ---------------------------------------

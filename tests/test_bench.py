@@ -100,3 +100,23 @@ def test_against_prints_each_runs_paired_difference_from_another_baseline(tmp_pa
     assert len(lines) == 2                                   # the static run is another data set
     differences = [float(line.split(": ")[-1].split(" ± ")[0]) for line in lines]
     assert differences == [pytest.approx(-0.9, abs=0.03), pytest.approx(0.4, abs=0.03)]
+
+
+def test_throughput_prints_one_line_with_every_arm_and_ratio():
+    """bench/throughput.py on digits (offline, seconds): the user's paths (load, from_arrays,
+    compile() defaults) beside the in-memory pipeline and the reference, one JSON line."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "throughput.py"), "--dataset", "digits",
+         "--epochs", "1", "--runs", "1", "--sizes", "paper"],
+        capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1
+    run = json.loads(lines[0])["sizes"]["paper"]
+    assert run["model"] == "VAE 64-200-200-50 bernoulli" and run["batch_size"] == 100
+    assert set(run["examples_per_s"]) == {"load", "from_arrays", "in_memory", "reference"}
+    assert all(v > 0 for v in run["examples_per_s"].values())
+    assert {"load/in_memory", "from_arrays/in_memory", "load/reference"} <= set(run["ratios"])
+    # Every arm trains the same model on the same data: the losses agree.
+    losses = list(run["final_train_loss"].values())
+    assert max(losses) - min(losses) < 5

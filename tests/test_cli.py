@@ -148,7 +148,8 @@ def test_train_and_evaluate_on_an_image_folder(tmp_path, capsys):
     card = served.card
     assert card["config"]["input_shape"] == [8, 8, 3]
     assert card["data"] == {"name": "my_images", "source": "image folder", "image_size": [8, 8],
-                            "color_mode": "rgb", "binarize": None, "validation_split": 0.25,
+                            "color_mode": "rgb", "binarize": None, "seed": 0,
+                            "validation_split": 0.25,
                             "examples": {"training": 18, "validation": 6},
                             "test_metrics_on": "validation"}
     assert str(tmp_path) not in json.dumps(card)  # no machine paths in a card
@@ -158,6 +159,16 @@ def test_train_and_evaluate_on_an_image_folder(tmp_path, capsys):
     evaluated = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert evaluated["examples"] == 6 and evaluated["dataset"] == "my_images"
     assert evaluated["metrics"]["kl"] == pytest.approx(result["test"]["kl"], rel=1e-3)
+    # Given only the folder, it takes the image size, colour mode and split from the card.
+    cli.main(["evaluate", str(tmp_path / "exports" / "vae_folder"), "--data-dir", str(folder)])
+    from_card = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert from_card["from_card"] and from_card["examples"] == 6
+    assert from_card["protocol"] == {"dataset": "my_images", "split": "test", "binarize": None,
+                                     "seed": 0, "image_size": 8, "color_mode": "rgb",
+                                     "validation_split": 0.25}
+    assert from_card["metrics"]["kl"] == pytest.approx(evaluated["metrics"]["kl"], abs=1e-4)
+    with pytest.raises(SystemExit, match="pass --data-dir FOLDER"):
+        cli.main(["evaluate", str(tmp_path / "exports" / "vae_folder")])
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -209,3 +220,188 @@ def test_recorded_commands_carry_no_machine_paths():
                                      "--set", "beta=0.5"])
     assert command == ("tfvae train vae --data-dir faces --export=vae_faces --epochs 3 "
                        "--set beta=0.5")
+
+
+# --- quiet TensorFlow logs ----------------------------------------------------
+
+def _clean_environment():
+    """This environment without TF_CPP_MIN_LOG_LEVEL (conftest sets it for the tests)."""
+    import os
+
+    return {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+
+
+def _tensorflow_lines(stderr):
+    from tfvae import logs
+
+    return [line for line in stderr.splitlines() if logs.is_tensorflow_log(line)
+            or any(word in line for word in ("cuInit", "I0000", "absl", "cudart_stub",
+                                             "cpu_feature_guard"))]
+
+
+def test_commands_print_no_tensorflow_logs_by_default(tmp_path):
+    # `models` imports TensorFlow (its start-up lines: absl's banner, cudart_stub); `sample`
+    # also runs ops, where a machine with CUDA libraries but no GPU logs "failed call to
+    # cuInit" (this one does, at TF_CPP_MIN_LOG_LEVEL below 3).
+    model = tfvae.models.VAE(input_shape=(8, 8, 1), latent_dim=2, hidden_units=(8,))
+    tfvae.export(model, tmp_path / "vae")
+    for argv in (["models"], ["sample", str(tmp_path / "vae"), "--num", "4",
+                              "--out", str(tmp_path / "s.png")]):
+        result = subprocess.run([sys.executable, "-m", "tfvae.cli", *argv], capture_output=True,
+                                text=True, timeout=600, env=_clean_environment())
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert result.stdout.strip()
+        assert _tensorflow_lines(result.stderr) == [], result.stderr[-3000:]
+
+
+def test_verbose_flag_leaves_tensorflow_logs_alone():
+    # In a fresh process: --verbose neither sets TF_CPP_MIN_LOG_LEVEL nor filters the import;
+    # without it the level is 3; a level the user set is kept either way.
+    script = ("import os, sys; from tfvae import cli\n"
+              "for argv in sys.argv[1:]:\n"
+              "    cli.main(argv.split()); print('LEVEL', os.environ.get('TF_CPP_MIN_LOG_LEVEL'))")
+    for env, levels in (({}, ["None", "3"]), ({"TF_CPP_MIN_LOG_LEVEL": "1"}, ["1", "1"])):
+        result = subprocess.run([sys.executable, "-c", script, "--verbose models", "models"],
+                                capture_output=True, text=True, timeout=600,
+                                env={**_clean_environment(), **env})
+        assert result.returncode == 0, result.stderr[-3000:]
+        lines = result.stdout.strip().splitlines()
+        assert [line for line in lines if line.startswith("LEVEL")] == [
+            f"LEVEL {level}" for level in levels], env
+        assert [line.split()[0] for line in lines if not line.startswith("LEVEL")] == \
+            2 * list(tfvae.models.names())
+    assert cli.build_parser().parse_args(["--verbose", "models"]).verbose
+
+
+def test_log_filter_drops_tensorflow_lines_only(capfd):
+    import os
+
+    from tfvae import logs
+
+    lines = {
+        "WARNING: All log messages before absl::InitializeLog() is called are written to "
+        "STDERR": True,
+        "I0000 00:00:1796169967.760814   31705 cudart_stub.cc:31] Could not find cuda drivers "
+        "on your machine, GPU will not be used.": True,
+        "E0000 00:00:1796169969.1   31705 cuda_platform.cc:52] failed call to cuInit: INTERNAL: "
+        "CUDA error": True,
+        "2024-01-31 12:00:00.000001: W tensorflow/core/util/port.cc:113] oneDNN custom "
+        "operations are on.": True,
+        "F0000 00:00:1796169969.1   31705 check.cc:7] Check failed: x": False,
+        "Traceback (most recent call last):": False,
+        "UserWarning: something Python says": False,
+    }
+    for line, dropped in lines.items():
+        assert logs.is_tensorflow_log(line) is dropped, line
+        assert logs.is_tensorflow_log(line, level=0) is False
+    # Level 1 hides INFO only, as TF_CPP_MIN_LOG_LEVEL=1 does.
+    assert not logs.is_tensorflow_log("W0000 00:00:1.0   1 a.cc:1] x", level=1)
+    capfd.readouterr()
+    with logs.filtered_stderr(level=3):
+        os.write(2, ("\n".join(lines) + "\n").encode())
+    err = capfd.readouterr().err.splitlines()
+    assert err == [line for line, dropped in lines.items() if not dropped]
+
+
+# --- evaluate follows the model card -----------------------------------------
+
+def test_evaluate_follows_the_card_and_reproduces_its_figures(tmp_path, capsys):
+    """Trained with --binarize static --seed 3, evaluated with no data flags: the same 297 test
+    digits with the same bits. The KL term is a closed form of the encoder's output, so it
+    reproduces to the card's rounding; the ELBO uses one posterior sample per example, so it
+    agrees within 5 standard errors of the difference of two such estimates, measured here."""
+    export = tmp_path / "vae_static"
+    cli.main(["train", "vae", "--dataset", "digits", "--binarize", "static", "--seed", "3",
+              "--epochs", "2", "--latent-dim", "2", "--hidden-units", "16", "--batch-size",
+              "64", "--export", str(export)])
+    capsys.readouterr()
+    served = tfvae.load(export)
+    card = served.card
+    assert card["data"] == {"name": "digits", "source": "scikit-learn digits",
+                            "binarize": "static", "seed": 3, "take": None, "test_split": "test"}
+
+    cli.main(["evaluate", str(export)])
+    captured = capsys.readouterr()
+    line = json.loads(captured.out.strip().splitlines()[-1])
+    assert line["from_card"] is True and line["examples"] == 297
+    assert line["protocol"] == {"dataset": "digits", "split": "test", "binarize": "static",
+                                "seed": 3, "take": None}
+    assert "evaluating on digits, split test, binarize static, seed 3: the model card's test " \
+           "protocol" in captured.err
+    assert line["card_metrics"]["kl"] == card["metrics"]["test_kl"]
+    # Both figures are rounded to 4 decimals: 1e-4 covers the two roundings.
+    assert line["metrics"]["kl"] == pytest.approx(card["metrics"]["test_kl"], abs=1.5e-4)
+
+    from tfvae import data
+
+    x = np.concatenate([b.numpy() for b in data.load("digits", "test", binarize="static",
+                                                     seed=3)])
+    first, second = served.score(x)["elbo"], served.score(x)["elbo"]
+    standard_error = float(np.sqrt(np.sum((first - second) ** 2)) / len(x))
+    assert 0 < standard_error < 1
+    assert abs(line["metrics"]["elbo"] - card["metrics"]["test_elbo"]) < 5 * standard_error
+
+    # Grey levels (or the default seed's bits) are other inputs: the KL term moves off.
+    for flags in (["--binarize", "none"], ["--seed", "0"]):
+        cli.main(["evaluate", str(export), "--dataset", "digits", *flags])
+        other = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert other["protocol"]["binarize"] == (None if "none" in flags else "static")
+        assert abs(other["metrics"]["kl"] - card["metrics"]["test_kl"]) > 10 * 1.5e-4
+
+
+def test_evaluate_shipped_vae_follows_its_card(shared_data, capsys):
+    """vae_mnist's card: ELBO -100.02 on the fixed binarization (seed 0) of the 10,000 test
+    images, with a per-example spread of 25.6 nats. The first 1,000 of them give the same
+    figure up to the subset's sampling error, 25.6 * sqrt(1/1000 - 1/10000) = 0.77 nats: 3
+    nats is about 4 of those. Grey levels score about 5 nats lower, outside that."""
+    cli.main(["evaluate", "vae_mnist", "--data-dir", str(shared_data / "tensorflow_datasets"),
+              "--offline", "--take", "1000"])
+    captured = capsys.readouterr()
+    line = json.loads(captured.out.strip().splitlines()[-1])
+    assert line["from_card"] and line["examples"] == 1000
+    assert line["protocol"] == {"dataset": "mnist", "split": "test", "binarize": "static",
+                                "seed": 0, "take": 1000}
+    assert "binarize static, seed 0, take 1000" in captured.err
+    assert line["card_metrics"] == {"elbo": -100.02}
+    assert abs(line["metrics"]["elbo"] - -100.02) < 3
+
+
+def test_card_protocol_reads_every_kind_of_card():
+    from pathlib import Path
+
+    zoo = Path(__file__).resolve().parents[1] / "saved_models"
+    vae = json.loads((zoo / "vae_mnist" / "1" / "assets" / "tfvae_card.json").read_text())
+    ae = json.loads((zoo / "ae_mnist" / "1" / "assets" / "tfvae_card.json").read_text())
+    assert cli.card_protocol(vae) == {"dataset": "mnist", "split": "test", "binarize": "static",
+                                      "seed": 0, "take": None}
+    assert cli.card_protocol(ae)["binarize"] is None
+    # A card written by `tfvae train` before data recorded its seed: the training seed.
+    old = {"data": {"name": "digits", "binarize": "static", "take": 100},
+           "training": {"seed": 2}}
+    assert cli.card_protocol(old) == {"dataset": "digits", "split": "test",
+                                      "binarize": "static", "seed": 2, "take": 100}
+    for card in (None, {}, {"data": "mnist"}, {"data": {"name": "x", "binarize": "odd"}}):
+        assert cli.card_protocol(card) is None
+
+
+@pytest.mark.parametrize("flags, expected, from_card", [
+    ([], {"dataset": "mnist", "split": "test", "binarize": "static", "seed": 0, "take": None},
+     True),
+    (["--take", "10", "--split", "train"],
+     {"dataset": "mnist", "split": "train", "binarize": "static", "seed": 0, "take": 10}, True),
+    (["--dataset", "mnist", "--binarize", "dynamic", "--seed", "4"],
+     {"dataset": "mnist", "split": "test", "binarize": "dynamic", "seed": 4, "take": None},
+     True),
+    # Other data than the card's: today's defaults, nothing from the card.
+    (["--dataset", "fashion_mnist"],
+     {"dataset": "fashion_mnist", "split": "test", "binarize": None, "seed": 0, "take": None},
+     False),
+])
+def test_evaluate_flags_given_replace_the_cards(monkeypatch, flags, expected, from_card):
+    card = {"data": {"name": "mnist", "binarize": "static", "seed": 0, "take": None,
+                     "test_split": "test"}}
+    monkeypatch.setattr(cli, "_card_of", lambda args: card)
+    args = cli.build_parser().parse_args(["evaluate", "some_export", *flags])
+    cli._use_card_protocol(args)
+    assert {k: getattr(args, k) for k in expected} == expected
+    assert args.from_card is from_card

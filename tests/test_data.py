@@ -140,6 +140,52 @@ def test_missing_tfds_dataset_raises_data_not_found(tmp_path):
         assert word in message
 
 
+def _offline_download_fails_fast(data_dir):
+    """data.load("mnist", download=True) into an empty folder, offline: DataNotFoundError with
+    today's message plus the unreachable host, in seconds (TFDS alone retries ~3.5 minutes)."""
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(data.DataNotFoundError) as err:
+        data.load("mnist", "test", data_dir=data_dir, download=True)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 30, f"offline failure took {elapsed:.0f} s"
+    message = str(err.value)
+    for words in ("TFDS dataset 'mnist' not found in", "Provide it with data_dir=",
+                  "download skipped, the network is unreachable",
+                  "cannot reach storage.googleapis.com:443"):
+        assert words in message, message
+    assert not any(data_dir.iterdir()), "nothing is written into the data folder"
+
+
+def test_offline_download_fails_fast_for_real(tmp_path):
+    """On a machine without internet (this project's CI), for real."""
+    import socket
+    import urllib.request
+
+    if urllib.request.getproxies():
+        pytest.skip("a proxy is configured: the download may go through it")
+    try:
+        socket.create_connection(("storage.googleapis.com", 443), timeout=5).close()
+    except OSError:
+        return _offline_download_fails_fast(tmp_path)
+    pytest.skip("storage.googleapis.com is reachable: the download would run")
+
+
+def test_offline_download_fails_fast_without_dns(tmp_path, monkeypatch):
+    """Anywhere: no name resolves, as on a machine without a network."""
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy",
+                 "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    _offline_download_fails_fast(tmp_path)
+
+
 # --- real MNIST from ../shared/data -------------------------------------------
 
 @needs_mnist

@@ -1,5 +1,7 @@
 """Export's versioned layout and atomicity, and the loader's errors for bad exports and inputs."""
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -7,7 +9,7 @@ import tensorflow as tf
 import tf_keras
 
 import tfvae
-from tfvae import signatures
+from tfvae import loading, signatures
 from tfvae.loading import ExportNotFoundError, InvalidExportError
 
 
@@ -114,15 +116,25 @@ def test_loader_reports_missing_and_corrupt_exports(model, tmp_path):
         tfvae.load(tmp_path / "vae")
 
 
-def test_importing_tfvae_to_load_needs_neither_tfp_nor_tf_keras(tmp_path):
+@pytest.mark.parametrize("legacy_keras", [None, "0"])
+def test_importing_tfvae_to_load_needs_neither_tfp_nor_tf_keras(legacy_keras):
+    """tfvae.load imports neither TFP nor the models. `import tfvae` before TensorFlow sets
+    TF_USE_LEGACY_KERAS=1 (tf.keras is then tf_keras), and TensorFlow itself loads the Keras
+    that tf.keras names: with the variable at 0, nothing of tf_keras is loaded at all."""
+    import os
     import subprocess
     import sys
 
-    code = ("import sys, tfvae; tfvae.load; "
-            "print(sorted(m for m in ('tensorflow_probability', 'tf_keras') if m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    if legacy_keras is not None:
+        env["TF_USE_LEGACY_KERAS"] = legacy_keras
+    code = ("import sys, tfvae; tfvae.load; print(sorted(m for m in ('tensorflow_probability', "
+            "'tf_keras', 'tfvae.models') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip().splitlines()[-1] == "[]"
+    expected = "[]" if legacy_keras == "0" else "['tf_keras']"
+    assert result.stdout.strip().splitlines()[-1] == expected
 
 
 @pytest.mark.parametrize("name, kwargs, own", [
@@ -204,3 +216,137 @@ def test_the_data_flow_is_one_way_export_never_imports_serving():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+# ---- shipped models by name: only the manifest's, whatever else is in the zoo's folder --------
+def _zoo_folder(root, model, shipped=("tiny_mnist",)):
+    """A folder laid out as saved_models/ is: exports listed in zoo.json, with version 1."""
+    for name in shipped:
+        tfvae.export(model, root / name)
+    entries = {name: {"model": "vae", "class": "VAE", "description": "a test double",
+                      "input_shape": [8, 8, 1], "dataset": "digits", "versions": [1]}
+               for name in shipped}
+    (root / loading.MANIFEST).write_text(json.dumps({"models": entries}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def zoo_template(model, tmp_path_factory):
+    root = _zoo_folder(tmp_path_factory.mktemp("zoo") / "saved_models", model)
+    tfvae.export(model, root / "vae_digits")
+    return root
+
+
+@pytest.fixture
+def zoo(zoo_template, tmp_path, monkeypatch):
+    """A zoo of one shipped model, tiny_mnist, and a user's export beside it, vae_digits (what
+    the README's first command wrote into saved_models/ before it exported to runs/)."""
+    root = Path(shutil.copytree(zoo_template, tmp_path / "saved_models"))
+    monkeypatch.delenv(loading.ENVIRONMENT_VARIABLE, raising=False)
+    monkeypatch.setattr(loading, "SHIPPED_MODELS", root)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # names resolve from any working directory
+    return root
+
+
+def _listed(message):
+    return message.split("shipped models: ")[1].split(";")[0].split(", ")
+
+
+def test_a_name_is_looked_up_in_the_manifest_alone(zoo):
+    from tfvae import cli
+
+    assert loading.shipped_models() == ["tiny_mnist"]
+    assert tfvae.load("tiny_mnist").path == zoo / "tiny_mnist" / "1"
+    assert loading.resolve(Path("tiny_mnist")) == zoo / "tiny_mnist" / "1"  # a Path too
+    # The user's export is not a shipped model: not by name, not in the listing...
+    with pytest.raises(ExportNotFoundError, match="load it by its path") as error:
+        tfvae.load("vae_digits")
+    assert _listed(str(error.value)) == ["tiny_mnist"]
+    with pytest.raises(ExportNotFoundError):
+        tfvae.models.from_pretrained("vae_digits")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["sample", "nope"])
+    assert "no export at 'nope'" in str(exit_info.value)
+    assert _listed(str(exit_info.value)) == ["tiny_mnist"]
+    with pytest.raises(ExportNotFoundError, match="no export at 'x/nope'") as error:
+        tfvae.load("x/nope")  # a path: the same listing as before
+    assert _listed(str(error.value)) == ["tiny_mnist"]
+    # ... and still loads by its path, as any export does.
+    assert tfvae.load(zoo / "vae_digits").version == 1
+
+
+def test_a_name_loads_only_the_versions_shipped(zoo):
+    # A user's version 2 in the shipped model's folder (tfvae.export would write it so).
+    shutil.copytree(zoo / "tiny_mnist" / "1", zoo / "tiny_mnist" / "2")
+    assert tfvae.load("tiny_mnist").version == 1
+    assert tfvae.load("tiny_mnist", version=1).version == 1
+    with pytest.raises(ExportNotFoundError, match="ships tiny_mnist as version 1, not version 2"
+                                                  ".*load it by its path"):
+        tfvae.load("tiny_mnist", version=2)
+    assert tfvae.load(zoo / "tiny_mnist").version == 2  # by path: every version, as before
+
+
+def test_a_bare_name_in_the_working_directory_is_that_folder(zoo, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for version in (1, 2):  # a user's export of two versions, named as the shipped model is
+        shutil.copytree(zoo / "tiny_mnist" / "1", tmp_path / "tiny_mnist" / str(version))
+    # As before the manifest: a name that exists here is that folder, not the shipped model.
+    assert tfvae.load("tiny_mnist").path == Path("tiny_mnist") / "2"
+    # "./x" is a path: it is not looked up in the zoo even when x is a shipped name.
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    with pytest.raises(ExportNotFoundError, match=r"no export at '\./tiny_mnist'"):
+        tfvae.load("./tiny_mnist")
+    assert tfvae.load(str(Path("..") / "tiny_mnist")).version == 2
+
+
+def test_the_environment_variable_points_at_another_zoo(zoo, tmp_path, monkeypatch):
+    other = tmp_path / "other"
+    shutil.copytree(zoo / "tiny_mnist", other / "other_mnist")
+    manifest = json.loads((zoo / loading.MANIFEST).read_text())
+    manifest["models"] = {"other_mnist": manifest["models"]["tiny_mnist"]}
+    (other / loading.MANIFEST).write_text(json.dumps(manifest))
+    monkeypatch.setenv(loading.ENVIRONMENT_VARIABLE, str(other))
+    assert loading.shipped_root() == other
+    assert loading.shipped_models() == ["other_mnist"]
+    assert tfvae.load("other_mnist").path == other / "other_mnist" / "1"
+    with pytest.raises(ExportNotFoundError):
+        tfvae.load("tiny_mnist")
+    assert loading.shipped_models(zoo) == ["tiny_mnist"]  # an explicit root wins
+
+
+def test_without_the_repository_the_error_says_what_to_do(tmp_path, monkeypatch):
+    # What a non-editable `pip install .` sees: SHIPPED_MODELS inside site-packages, no zoo there.
+    monkeypatch.delenv(loading.ENVIRONMENT_VARIABLE, raising=False)
+    monkeypatch.setattr(loading, "SHIPPED_MODELS", tmp_path / "site-packages" / "saved_models")
+    monkeypatch.chdir(tmp_path)
+    fix = ['saved_models/ folder of the tfvae repository', loading.REPOSITORY,
+           'tfvae.load("path/to/tfvae/saved_models/vae_mnist")',
+           "TFVAE_SAVED_MODELS=path/to/tfvae/saved_models"]
+    for call in (lambda: tfvae.load("vae_mnist"), loading.shipped_models,
+                 lambda: tfvae.models.from_pretrained("vae_mnist")):
+        with pytest.raises(ExportNotFoundError) as error:
+            call()
+        for words in fix:
+            assert words in str(error.value), (words, str(error.value))
+    # A path is what failed there: its message stays as it was, without a listing.
+    with pytest.raises(ExportNotFoundError) as error:
+        tfvae.load(tmp_path / "nowhere")
+    assert str(error.value).endswith("give a model folder (e.g. saved_models/NAME) or a "
+                                     "version folder")
+    # The variable set to a folder without a zoo: the message says so.
+    monkeypatch.setenv(loading.ENVIRONMENT_VARIABLE, "not_a_zoo")
+    with pytest.raises(ExportNotFoundError, match="TFVAE_SAVED_MODELS=not_a_zoo holds no zoo.json"):
+        tfvae.load("vae_mnist")
+
+
+def test_a_damaged_manifest_is_named(zoo):
+    for text in ("not json", '{"zoo": {}}', '{"models": {"../up": {"versions": [1]}}}',
+                 '{"models": {"m": {"versions": []}}}', '{"models": {"m": {"versions": ["1"]}}}',
+                 '{"models": {"m": {"versions": [true]}}}', '{"models": ["m"]}'):
+        (zoo / loading.MANIFEST).write_text(text)
+        with pytest.raises(InvalidExportError, match="the zoo's manifest .*zoo.json is damaged"):
+            tfvae.load("tiny_mnist")
+        with pytest.raises(ExportNotFoundError, match="no export at"):  # a path: as before
+            tfvae.load("x/nope")
+    assert tfvae.load(zoo / "tiny_mnist").version == 1

@@ -149,7 +149,8 @@ class Record(tf_keras.callbacks.Callback):
 
 def test_warmup_moves_kl_weight_inside_the_compiled_fit(digits):
     tf_keras.utils.set_random_seed(0)
-    model = tfvae.models.get("hvae", input_shape=DIGITS, latent_dims=(3, 2), hidden_units=(16,))
+    model = tfvae.models.get("hvae", input_shape=DIGITS, latent_dims=(3, 2), hidden_units=(16,),
+                             kl_warmup_steps=0)  # the callback's ramp alone
     assert "kl_weight" not in model.get_config() and float(model.kl_weight.numpy()) == 1.0
     model.compile(jit_compile=True)
     record = Record()
@@ -174,6 +175,46 @@ def test_warmup_moves_kl_weight_inside_the_compiled_fit(digits):
     assert history.history["kl_weight"] == [0.0] and float(model.kl_weight.numpy()) == 1.0
     scores = model.evaluate(digits, verbose=0, return_dict=True)
     assert scores["loss"] == pytest.approx(-scores["elbo"], rel=1e-5)
+
+
+@pytest.mark.parametrize("steps_per_execution", [1, 4])
+def test_in_graph_warmup_follows_the_optimizer_steps_at_any_steps_per_execution(
+        digits, steps_per_execution):
+    tf_keras.utils.set_random_seed(0)
+    model = tfvae.models.get("hvae", input_shape=DIGITS, latent_dims=(3, 2), hidden_units=(16,),
+                             kl_warmup_steps=8)
+    assert model.get_config()["kl_warmup_steps"] == 8
+    model.compile(steps_per_execution=steps_per_execution)
+    x = tf.constant(digits[:16])
+    seen = []
+
+    class Weight(tf_keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append((int(self.model.optimizer.iterations),
+                         float(self.model._objective_kl_weight(training=True))))
+
+    model.fit(digits, batch_size=16, epochs=3, verbose=0, callbacks=[Weight()])  # 4 steps each
+    assert seen == [(4, 0.5), (8, 1.0), (12, 1.0)]
+    # What the compiled step minimised at step 4: the reconstruction plus half the KL.
+    model.optimizer.iterations.assign(4)
+    terms = model.compute_terms(x, training=True)
+    np.testing.assert_allclose(terms["loss"], terms["reconstruction"] + 0.5 * terms["kl"],
+                               rtol=1e-5)
+    # Evaluation weighs the KL fully whatever the step.
+    scores = model.evaluate(digits, verbose=0, return_dict=True)
+    assert scores["loss"] == pytest.approx(-scores["elbo"], rel=1e-5)
+
+
+def test_chains_warm_up_by_default_and_size_their_networks_from_the_latents():
+    assert tfvae.models.HierarchicalVAE().kl_warmup_steps > 0
+    assert tfvae.models.VAE(input_shape=DIGITS, latent_dim=2, hidden_units=(8,)).kl_warmup_steps == 0
+    # The papers' networks from their latents, and any other depth works without hidden_units.
+    assert tfvae.models.HierarchicalVAE().hidden_units == ((200, 200), (100, 100))
+    assert tfvae.models.LadderVAE().hidden_units[0] == (512, 512)
+    ladder = tfvae.models.LadderVAE(input_shape=DIGITS, latent_dims=(8, 4))
+    assert ladder.hidden_units == ((64, 64), (32, 32))
+    with pytest.raises(ValueError, match="kl_warmup_steps"):
+        tfvae.models.HierarchicalVAE(input_shape=DIGITS, kl_warmup_steps=-1)
 
 
 def test_warmup_arguments_are_checked():

@@ -40,7 +40,7 @@ def test_every_family_trains_saves_and_reloads_with_own_bodies(name, digits, tmp
     assert isinstance(model.encoder, tf_keras.Sequential)
     model.compile(optimizer=tf_keras.optimizers.Adam(3e-3))
     before = model.evaluate(digits, verbose=0, return_dict=True)["loss"]
-    model.fit(digits, batch_size=16, epochs=8, verbose=0)
+    model.fit(digits, batch_size=16, epochs=5, verbose=0)
     assert model.evaluate(digits, verbose=0, return_dict=True)["loss"] < before
     # The bodies travel in Keras' own serialization, and come back as what they were.
     config = json.loads(json.dumps(model.get_config()))

@@ -1,5 +1,7 @@
 """Every notebook in colab/ runs top to bottom (nbclient, the venv's own python3 kernel) on a
-small budget (TFVAE_NOTEBOOK_BUDGET=small) and writes its figures as non-empty PNGs."""
+small budget (TFVAE_NOTEBOOK_BUDGET=small) and writes its figures as non-empty PNGs; the
+pretrained one also in a clone where the README's first command exported a model of its own into
+saved_models/, and shows the shipped models alone."""
 import os
 from pathlib import Path
 
@@ -40,18 +42,73 @@ def test_notebooks_install_only_in_colab_and_define_no_models():
         assert "import tfvae" in code, name
 
 
+# The variable pointing tfvae at a zoo folder (tfvae.loading.ENVIRONMENT_VARIABLE); the module
+# imports TensorFlow, so it is imported where needed only.
+ZOO_VARIABLE = "TFVAE_SAVED_MODELS"
+
+
+def _shipped():
+    """The shipped models of the repository's saved_models/, by its manifest; [] untrained."""
+    from tfvae import loading
+
+    saved = REPO / "saved_models"
+    return loading.shipped_models(saved) if (saved / loading.MANIFEST).is_file() else []
+
+
 @pytest.mark.parametrize("name", sorted(FIGURES))
 def test_notebook_runs(name, tmp_path, monkeypatch):
+    if name == "4_pretrained.ipynb":
+        monkeypatch.delenv(ZOO_VARIABLE, raising=False)  # the repository's zoo
+        printed = _run_pretrained(tmp_path, monkeypatch)
+        for shipped in _shipped():  # the notebook's first cell prints each model's card
+            assert shipped in printed, shipped
+        return
+    _run(name, tmp_path, monkeypatch)
+
+
+def test_pretrained_notebook_in_a_clone_with_a_users_export(tmp_path, monkeypatch):
+    """The issue "Colab as it ships": the README's first command, then the tests, in one clone.
+    That command used to export vae_digits (8x8 digits) into saved_models/, where the notebook
+    took it for a shipped MNIST model ("cannot reshape array of size 784 into shape (8,8,1)")."""
+    from test_zoo import clone_with_command_1
+    from tfvae import loading
+
+    assert ZOO_VARIABLE == loading.ENVIRONMENT_VARIABLE
+    _check_pretrained_can_run()
+    saved = clone_with_command_1(tmp_path / "clone")
+    assert (saved / "vae_digits" / "1" / "saved_model.pb").is_file()
+    monkeypatch.setenv(ZOO_VARIABLE, str(saved))
+    printed = _run_pretrained(tmp_path / "output", monkeypatch)
+    assert "vae_digits" not in printed
+    for shipped in _shipped():
+        assert shipped in printed, shipped
+
+
+def _needs_nbclient():
     pytest.importorskip("nbclient", reason="needs nbclient and ipykernel (the test extra)")
     pytest.importorskip("ipykernel", reason="needs nbclient and ipykernel (the test extra)")
+
+
+def _check_pretrained_can_run():
+    _needs_nbclient()
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"needs MNIST from ../shared/data (not found at {SHARED_DATA})")
+    if "vae_mnist" not in _shipped():
+        pytest.skip("saved_models/ has not been trained yet (python bench/train_zoo.py)")
+
+
+def _run_pretrained(output, monkeypatch):
+    _check_pretrained_can_run()
+    return _run("4_pretrained.ipynb", output, monkeypatch)
+
+
+def _run(name, tmp_path, monkeypatch):
+    """Run notebook `name` with its figures going to `tmp_path`, check them; what it printed."""
+    _needs_nbclient()
     import nbformat
     from nbclient import NotebookClient
 
-    if name == "4_pretrained.ipynb":
-        if not SHARED_DATA.is_dir():
-            pytest.skip(f"needs MNIST from ../shared/data (not found at {SHARED_DATA})")
-        if not (REPO / "saved_models" / "vae_mnist").is_dir():
-            pytest.skip("saved_models/ has not been trained yet (python bench/train_zoo.py)")
+    tmp_path.mkdir(parents=True, exist_ok=True)
     monkeypatch.setenv("TFVAE_NOTEBOOK_BUDGET", "small")
     monkeypatch.setenv("TFVAE_NOTEBOOK_OUTPUT", str(tmp_path))
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -74,3 +131,4 @@ def test_notebook_runs(name, tmp_path, monkeypatch):
     for figure in FIGURES[name]:
         path = tmp_path / figure
         assert path.is_file() and path.stat().st_size > 2000, f"{name} did not write {figure}"
+    return printed

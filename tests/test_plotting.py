@@ -164,7 +164,76 @@ def test_image_summaries_callback_writes_images(digits, tmp_path):
     # Epochs 0 and 2 (every 2nd, and the last one) for both grids.
     assert sorted(s for s, _ in steps["samples"]) == [0, 2]
     assert sorted(s for s, _ in steps["reconstructions"]) == [0, 2]
-    assert steps["samples"][0][1][:2] == (24, 24)          # 3 x 3 grid of 8x8 samples
-    assert steps["reconstructions"][0][1][:2] == (16, 48)  # a row of 6 inputs over their reconstructions
+    # image_grid's tiles: 8x8 images enlarged 4 times (32 px), 2 px apart.
+    assert steps["samples"][0][1][:2] == (3 * 32 + 2 * 2, 3 * 32 + 2 * 2)  # 3 x 3 samples
+    # a row of 6 inputs over their reconstructions
+    assert steps["reconstructions"][0][1][:2] == (2 * 32 + 2, 6 * 32 + 5 * 2)
     with pytest.raises(ValueError, match="every_n_epochs"):
         tfvae.callbacks.ImageSummaries(tmp_path, digits[:2], every_n_epochs=0)
+
+
+# ---- image grids: gaps and enlarged tiles ---------------------------------------------------
+def test_image_grid_has_gaps_and_enlarges_small_tiles(rng):
+    from tfvae import plotting
+
+    images = rng.random((5, 8, 8, 1)).astype(np.float32)
+    grid = plotting.image_grid(images, columns=3)
+    # 8x8 tiles drawn 4x (32 px, nearest neighbour), 2 px of gap between them: 2 rows x 3.
+    assert plotting.tile_scale(8, 8) == 4 and plotting.tile_gap(32, 32) == 2
+    assert grid.shape == (2 * 32 + 2, 3 * 32 + 2 * 2, 1)
+    for i, image in enumerate(images):
+        r, c = divmod(i, 3)
+        tile = grid[r * 34:r * 34 + 32, c * 34:c * 34 + 32]
+        np.testing.assert_array_equal(tile, np.kron(image, np.ones((4, 4, 1), np.float32)))
+    gap = plotting.GAP_VALUE
+    assert np.all(grid[32:34] == gap)                       # between the rows
+    assert np.all(grid[:, 32:34] == gap) and np.all(grid[:, 66:68] == gap)  # the columns
+    assert np.all(grid[34:, 68:] == gap)                    # the empty sixth cell
+    # MNIST-sized tiles: 2x (56 px), 4 px apart; large tiles stay as they are.
+    assert plotting.image_grid(np.zeros((4, 28, 28, 1))).shape == (2 * 56 + 4, 2 * 56 + 4, 1)
+    assert plotting.image_grid(np.zeros((2, 32, 32, 3)), columns=2).shape == (32, 66, 3)
+    # The old mosaic on request: tiles as they are, touching.
+    np.testing.assert_array_equal(plotting.image_grid(images[:2], columns=2, gap=0, scale=1),
+                                  np.concatenate([images[0], images[1]], axis=1))
+    with pytest.raises(ValueError, match="scale"):
+        plotting.image_grid(images, scale=0)
+
+
+def test_saved_grid_shows_the_mosaic_pixel_for_pixel(rng, tmp_path):
+    """The PNG holds the mosaic at a whole zoom below its title: every tile its image's pixels
+    (enlarged), every gap the gap's grey."""
+    import matplotlib.image
+
+    from tfvae import plotting
+
+    images = rng.random((16, 8, 8, 1)).astype(np.float32)
+    path = plotting.save_image_grid(images, tmp_path / "grid.png", title="sixteen")
+    grid = plotting.image_grid(images)[..., 0]
+    png = matplotlib.image.imread(str(path))[..., 0]
+    zoom = png.shape[1] // grid.shape[1]
+    assert zoom >= 1 and png.shape[1] == grid.shape[1] * zoom
+    shown = png[-grid.shape[0] * zoom:]
+    # 2/255: the grey colormap's 256-entry table, then the PNG's 8 bits
+    np.testing.assert_allclose(shown, np.kron(grid, np.ones((zoom, zoom))), atol=2 / 255)
+    assert png.shape[0] > shown.shape[0]  # the title's band
+
+
+def test_tiled_figures_have_grey_gaps_between_big_tiles(trained, digits):
+    """reconstructions and traversals keep one axes per tile: tiles of 0.9 inch (90 px, an
+    8x8 digit enlarged over 10 times), apart by a gap that shows the gap's grey."""
+    from tfvae import plotting
+
+    for figure in (plotting.plot_reconstructions(trained, digits[:4], columns=4),
+                   plotting.plot_traversals(trained, digits[0], values=[-1, 0, 1])):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        canvas = FigureCanvasAgg(figure)  # pyplot let go of the figure: draw it anew, at 100 dpi
+        canvas.draw()
+        pixels = np.asarray(canvas.buffer_rgba())[..., :3] / 255.0
+        height, width = pixels.shape[:2]
+        first, second = figure.axes[0].get_position(), figure.axes[1].get_position()
+        assert first.width * width >= 32 and first.height * height >= 32
+        assert second.x0 > first.x1  # a gap between them
+        x = int(round((first.x1 + second.x0) / 2 * width))
+        y = int(round((1 - (first.y0 + first.y1) / 2) * height))
+        np.testing.assert_allclose(pixels[y, x], plotting.GAP_VALUE, atol=0.01)

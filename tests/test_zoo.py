@@ -1,8 +1,13 @@
-"""The pretrained zoo in saved_models/: every registered model is there, loads with TensorFlow
-alone and runs every signature, has a complete model card, its card's test metric holds again on
-a slice of the MNIST test set, and it comes back as a trainable Keras model that equals the
-export and fine-tunes. Until bench/train_zoo.py has been run these tests skip."""
+"""The pretrained zoo in saved_models/: the manifest (zoo.json) lists a model of every registered
+family, each loads with TensorFlow alone and runs every signature, has a complete model card that
+agrees with its manifest entry, its card's test metric holds again on a slice of the MNIST test
+set, and it comes back as a trainable Keras model that equals the export and fine-tunes. Only the
+manifest's names are the zoo: a user's export beside them (the README's first command used to
+write one there) is never taken for a shipped model. Until bench/train_zoo.py has been run these
+tests skip."""
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,45 +16,68 @@ import numpy as np
 import pytest
 
 import tfvae
+from tfvae import loading
+from tfvae.exporting import versions
 
 REPO = Path(__file__).resolve().parents[1]
 SAVED = REPO / "saved_models"
 SHARED_DATA = REPO.parent / "shared" / "data"
-ZOO = tuple(tfvae.models.names())
-VAES = tuple(n for n in ZOO
-             if issubclass(tfvae.models.get_class(n), tfvae.models.VariationalModel))
+FAMILIES = tuple(tfvae.models.names())
+VARIATIONAL = tuple(n for n in FAMILIES
+                    if issubclass(tfvae.models.get_class(n), tfvae.models.VariationalModel))
+# The shipped models, by the manifest of the repository's saved_models/ (not of a folder
+# TFVAE_SAVED_MODELS may name): name -> entry. Empty until bench/train_zoo.py has written it.
+MANIFEST = loading.manifest(SAVED) if (SAVED / loading.MANIFEST).is_file() else {}
+ZOO = tuple(loading.shipped_models(SAVED)) if MANIFEST else ()
+VAES = tuple(n for n in ZOO if MANIFEST[n]["model"] in VARIATIONAL)
 MAX_EXPORT_BYTES = 5_000_000
 SLICE = 1000  # test images the metric is re-checked on
 
 
-def _export(name):
-    folder = SAVED / f"{name}_mnist"
-    if not (folder / "1" / "saved_model.pb").is_file():
-        pytest.skip(f"saved_models/{name}_mnist/1 is absent: the zoo has not been trained yet "
-                    f"(python bench/train_zoo.py)")
+def _version(name):
+    """The folder of the latest version the manifest ships of `name`."""
+    folder = SAVED / name / str(max(MANIFEST[name]["versions"]))
+    if not (folder / "saved_model.pb").is_file():
+        pytest.skip(f"saved_models/{name}/{folder.name} is absent: the zoo has not been trained "
+                    f"yet (python bench/train_zoo.py)")
     return folder
 
 
+def _export(name):
+    return _version(name).parent
+
+
 def _card(name):
-    return json.loads((_export(name) / "1" / "assets" / "tfvae_card.json").read_text())
+    return json.loads((_version(name) / "assets" / "tfvae_card.json").read_text())
 
 
 def test_zoo_covers_the_registry():
     sys.path.insert(0, str(REPO / "bench"))
     import train_zoo
 
-    assert set(train_zoo.ZOO) == set(ZOO), "bench/train_zoo.py must train every registered model"
-    assert set(VAES) == set(train_zoo.VAES)
+    assert set(train_zoo.ZOO) == set(FAMILIES), \
+        "bench/train_zoo.py must train every registered model"
+    assert set(VARIATIONAL) == set(train_zoo.VAES)
+    trained = sorted(p.parent.parent.name for p in SAVED.glob("*/*/saved_model.pb"))
+    if not MANIFEST:
+        assert not trained, f"saved_models/ holds exports ({trained}) but no {loading.MANIFEST}"
+        pytest.skip("saved_models/ has not been trained yet (python bench/train_zoo.py)")
+    assert {entry["model"] for entry in MANIFEST.values()} == set(FAMILIES), \
+        "the manifest must ship a model of every registered family"
 
 
 @pytest.mark.parametrize("name", ZOO)
 def test_card_and_readme(name):
     folder = _export(name)
     card = _card(name)
-    assert card["model"] == name and card["input_shape"] == [28, 28, 1]
-    assert card["data"]["name"] == "mnist"
+    entry = MANIFEST[name]
+    family = entry["model"]
+    assert card["model"] == family and card["class"] == entry["class"]
+    assert card["input_shape"] == entry["input_shape"] == [28, 28, 1]
+    assert card["data"]["name"] == entry["dataset"] == "mnist"
+    assert set(entry["versions"]) <= set(versions(folder))
     training = card["training"]
-    assert training["command"].startswith(f"python bench/train_zoo.py --models {name}")
+    assert training["command"].startswith(f"python bench/train_zoo.py --models {family}")
     assert training["epochs"] >= 1 and training["wall_seconds"] > 0
     metrics = card["metrics"]
     if name in VAES:
@@ -63,9 +91,10 @@ def test_card_and_readme(name):
     readme = (folder / "README.md").read_text()
     assert training["command"] in readme and f"{training['epochs']} epochs" in readme
     assert (f"{metrics['test_elbo']:.2f}" if name in VAES else f"{metrics['test_mse']:.5f}") in readme
-    for text in (readme, json.dumps(card), (SAVED / "README.md").read_text()):
+    for text in (readme, json.dumps(card), (SAVED / "README.md").read_text(),
+                 (SAVED / loading.MANIFEST).read_text()):
         assert "/work/" not in text and "/home/" not in text, "absolute paths in a card"
-    size = sum(f.stat().st_size for f in (folder / "1").rglob("*") if f.is_file())
+    size = sum(f.stat().st_size for f in _version(name).rglob("*") if f.is_file())
     assert size < MAX_EXPORT_BYTES, f"{name}: the export is {size / 1e6:.1f} MB"
     for figure in ("samples.png", "reconstructions.png"):
         assert (folder / figure).stat().st_size > 2000
@@ -89,8 +118,8 @@ for name in BLOCKED:
     else:
         raise SystemExit(f"{name} could be imported")
 report = {}
-for folder in sys.argv[1:]:
-    loaded = tf.saved_model.load(folder + "/1")
+for folder in sys.argv[1:]:  # version folders
+    loaded = tf.saved_model.load(folder)
     x = np.random.default_rng(0).random((3, 28, 28, 1)).astype("float32")
     z_dim = loaded.signatures["decode"].structured_input_signature[1]["z"].shape[1]
     inputs = {"encode": {"x": x}, "reconstruct": {"x": x}, "serving_default": {"x": x},
@@ -110,7 +139,8 @@ print(json.dumps(report))
 
 
 def test_every_export_runs_with_tensorflow_alone():
-    folders = [SAVED / f"{name}_mnist" for name in ZOO if (SAVED / f"{name}_mnist" / "1").is_dir()]
+    folders = [SAVED / name / str(max(MANIFEST[name]["versions"])) for name in ZOO]
+    folders = [folder for folder in folders if folder.is_dir()]
     if not folders:
         pytest.skip("saved_models/ has not been trained yet (python bench/train_zoo.py)")
     result = subprocess.run([sys.executable, "-c", TF_ONLY, *map(str, folders)], cwd="/",
@@ -120,22 +150,94 @@ def test_every_export_runs_with_tensorflow_alone():
     report = json.loads(result.stdout.strip().splitlines()[-1])
     for folder in folders:
         out = report[str(folder)]
+        name = folder.parent.name
         for signature in ("encode", "decode", "sample", "reconstruct", "serving_default", "score"):
-            assert out[signature], (folder.name, signature)
+            assert out[signature], (name, signature)
             for key, (shape, finite) in out[signature].items():
-                assert shape[0] == 3 and finite, (folder.name, signature, key)
+                assert shape[0] == 3 and finite, (name, signature, key)
         assert out["reconstruct"]["x"][0] == [3, 28, 28, 1]
         assert out["sample"]["x"][0] == [3, 28, 28, 1]
-        assert out["sample_repeats"], f"{folder.name}: sample is not deterministic per seed"
+        assert out["sample_repeats"], f"{name}: sample is not deterministic per seed"
 
 
 def test_shipped_name_resolves_from_anywhere(tmp_path, monkeypatch):
-    _export("vae")
+    if "vae_mnist" not in MANIFEST:
+        pytest.skip("saved_models/ has not been trained yet (python bench/train_zoo.py)")
+    _export("vae_mnist")
+    monkeypatch.delenv(loading.ENVIRONMENT_VARIABLE, raising=False)
     monkeypatch.chdir(tmp_path)  # not relative to the working directory
+    assert loading.shipped_models() == list(ZOO)
     served = tfvae.load("vae_mnist")
     assert served.path == SAVED / "vae_mnist" / "1"
     assert served.card["model"] == "vae"
     assert served.sample(2)["x"].shape == (2, 28, 28, 1)
+
+
+# The README's first command before it exported to runs/: into the clone's saved_models/.
+COMMAND_1 = [["train", "vae", "--dataset", "digits", "--epochs", "1", "--latent-dim", "8",
+              "--hidden-units", "128,64", "--export", "saved_models/vae_digits"],
+             ["sample", "saved_models/vae_digits", "--num", "64", "--out", "samples.png"]]
+
+
+def clone_with_command_1(folder):
+    """`folder` set up as a clone in which the README's first command ran, exporting into
+    saved_models/: the shipped zoo (symlinks to the repository's, read only) plus the user's
+    export saved_models/vae_digits, of 8x8 digits. Returns the clone's saved_models/, for
+    TFVAE_SAVED_MODELS; the working directory is left as it was."""
+    from tfvae import cli
+
+    saved = Path(folder) / "saved_models"
+    saved.mkdir(parents=True)
+    for name in ZOO:
+        (saved / name).symlink_to(SAVED / name, target_is_directory=True)
+    for file in (loading.MANIFEST, "README.md"):
+        shutil.copy(SAVED / file, saved / file)
+    here = os.getcwd()
+    os.chdir(folder)
+    try:
+        for command in COMMAND_1:
+            cli.main(command)
+    finally:
+        os.chdir(here)
+    assert (Path(folder) / "samples.png").is_file()
+    return saved
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory):
+    if not MANIFEST or not all((SAVED / name).is_dir() for name in ZOO):
+        pytest.skip("saved_models/ has not been trained yet (python bench/train_zoo.py)")
+    return clone_with_command_1(tmp_path_factory.mktemp("clone"))
+
+
+def test_a_users_export_in_saved_models_is_not_a_shipped_model(clone, monkeypatch):
+    """The issue: after the README's first command had exported vae_digits into saved_models/,
+    the pretrained notebook loaded it as a shipped MNIST model and `tfvae sample
+    saved_models/nope` listed it among them."""
+    from tfvae import cli
+
+    monkeypatch.setenv(loading.ENVIRONMENT_VARIABLE, str(clone))
+    monkeypatch.chdir(clone.parent)
+    assert (clone / "vae_digits" / "1" / "saved_model.pb").is_file()
+    assert loading.shipped_models() == list(ZOO) and "vae_digits" not in ZOO
+    # Every shipped name is an MNIST model: what the pretrained notebook's loop loads.
+    zoo = {name: tfvae.load(name) for name in loading.shipped_models()}
+    assert {name: list(served.input_spec("reconstruct").shape[1:]) for name, served in zoo.items()} \
+        == {name: MANIFEST[name]["input_shape"] for name in ZOO}
+    assert zoo["vae_mnist"].path == clone / "vae_mnist" / "1"
+    assert zoo["vae_mnist"].sample(2)["x"].shape == (2, 28, 28, 1)
+    # The listing in the errors: the manifest's names, not the user's export.
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["sample", "saved_models/nope"])
+    assert str(exit_info.value).split("shipped models: ")[1].split(", ") == list(ZOO)
+    with pytest.raises(loading.ExportNotFoundError, match="not one of them") as error:
+        tfvae.load("vae_digits")
+    assert "saved_models/vae_digits" in str(error.value)  # where it is, to load it by its path
+    with pytest.raises(loading.ExportNotFoundError):
+        tfvae.models.from_pretrained("vae_digits")
+    # By its path the user's export loads as before, and so does a shipped model's folder.
+    assert tfvae.load("saved_models/vae_digits").sample(2)["x"].shape == (2, 8, 8, 1)
+    assert tfvae.load("saved_models/vae_mnist").card["model"] == "vae"
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +264,7 @@ def test_card_metric_holds_on_a_test_slice(name, test_slices):
     part of that std."""
     card = _card(name)
     metrics = card["metrics"]
-    served = tfvae.load(_export(name))
+    served = tfvae.load(_version(name))
     spread = np.sqrt(1 / SLICE - 1 / 10_000)
     if name in VAES:
         x = test_slices["binary"]
@@ -179,12 +281,12 @@ def test_card_metric_holds_on_a_test_slice(name, test_slices):
 
 
 @pytest.mark.parametrize("name", ZOO)
-def test_from_pretrained_equals_the_export_and_fine_tunes(name, tmp_path):
+def test_from_pretrained_equals_the_export_and_fine_tunes(name):
     import tf_keras
 
-    served = tfvae.load(_export(name))
-    model = tfvae.models.from_pretrained(f"{name}_mnist")
-    assert type(model) is tfvae.models.get_class(name)
+    served = tfvae.load(_version(name))
+    model = tfvae.models.from_pretrained(name)
+    assert type(model) is tfvae.models.get_class(MANIFEST[name]["model"])
     if SHARED_DATA.is_dir():
         x = next(iter(tfvae.data.load("mnist", "test", batch_size=256, binarize="static",
                                       data_dir=SHARED_DATA / "tensorflow_datasets",
@@ -198,9 +300,6 @@ def test_from_pretrained_equals_the_export_and_fine_tunes(name, tmp_path):
     tf_keras.utils.set_random_seed(0)
     model.compile(optimizer=tf_keras.optimizers.Adam(1e-3))
     before = model.evaluate(x, batch_size=256, verbose=0, return_dict=True)["loss"]
-    model.fit(x, batch_size=64, epochs=4, verbose=0)
+    model.fit(x, batch_size=64, epochs=2, verbose=0)
     after = model.evaluate(x, batch_size=256, verbose=0, return_dict=True)["loss"]
     assert after < before, (before, after)
-    # ... and the result exports again, as a new version beside nothing of the zoo's.
-    path = tfvae.export(model, tmp_path / name)
-    assert tfvae.load(path).reconstruct(x[:2])["x"].shape == (2, 28, 28, 1)

@@ -18,6 +18,8 @@ class Block(importlib.abc.MetaPathFinder):
 
 
 def main(export_dir, cases_file, out_file):
+    # TF Serving has no tf_keras; TensorFlow would look for it if tf.keras named it.
+    os.environ.pop("TF_USE_LEGACY_KERAS", None)
     sys.meta_path.insert(0, Block())
     sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.dirname(__file__))]
     import numpy as np

@@ -8,18 +8,21 @@
     tfvae plot vae_mnist --kind latent --dataset mnist --num 2000 --out latent.png
     tfvae export model.keras saved_models/vae_digits
     tfvae serving-config saved_models/ --batching batching.config > models.config
+    tfvae --verbose models          # with TensorFlow's C++ start-up logs
 
 Each command has --help. Results print as one JSON line on standard output; progress bars and
-messages go to standard error.
+messages go to standard error. TensorFlow's C++ logs stay quiet unless TF_CPP_MIN_LOG_LEVEL is
+set or --verbose is given (see tfvae.logs).
 """
 import argparse
 import ast
 import json
 import os
+import re
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from tfvae import logs
 
 
 def _log(message):
@@ -200,16 +203,44 @@ def _count(dataset):
 
 
 def _data_card(args, counts):
-    """The model card's `data`: what the model was trained on, without machine paths."""
+    """The model card's `data`: what the model was trained on and what its test metrics
+    score, without machine paths. It holds what `tfvae evaluate` needs to score the same
+    examples with the same bits: the dataset, its source, the test split, binarize, seed and
+    take (for an image folder: its name, image size, colour mode and validation split).
+
+        {"name": "digits", "source": "scikit-learn digits", "binarize": "static", "seed": 0,
+         "take": None, "test_split": "test"}
+    """
     if not args.image_folder:
-        return {"name": args.dataset, "binarize": args.binarize, "take": args.take}
+        return {"name": args.dataset, "source": _data_source(args), "binarize": args.binarize,
+                "seed": args.seed, "take": args.take, "test_split": "test"}
     held_out = args.validation_split is not None
     return {"name": args.dataset, "source": "image folder",
             "image_size": [args.image_size, args.image_size], "color_mode": args.color_mode,
-            "binarize": args.binarize, "validation_split": args.validation_split,
+            "binarize": args.binarize, "seed": args.seed,
+            "validation_split": args.validation_split,
             "examples": {"training": counts.get("training"),
                          "validation": counts.get("test") if held_out else 0},
             "test_metrics_on": "validation" if held_out else "training"}
+
+
+def _data_source(args):
+    """Where --dataset's examples came from, e.g. "TFDS mnist 3.0.1" (a name, never a path)."""
+    if args.dataset == "digits":
+        return "scikit-learn digits"
+    if args.dataset == "binarized_mnist":
+        # data.load's order: an .npz file or folder given, $TFVAE_BINARIZED_MNIST, else TFDS.
+        folder = args.data_dir or ""
+        if (folder.endswith(".npz") or os.path.isfile(os.path.join(folder, "binarized_mnist.npz"))
+                or os.environ.get("TFVAE_BINARIZED_MNIST")):
+            return "binarized_mnist.npz"
+    try:
+        from tfvae import data
+
+        builder = data._tfds_builder(args.dataset, args.data_dir)
+        return f"TFDS {builder.name} {builder.version}"
+    except Exception:  # the data loaded, so this is only the version we could not name
+        return "TFDS"
 
 
 def cmd_models(args):
@@ -328,6 +359,7 @@ def cmd_evaluate(args):
     served = load(args.path, args.version)
     if "score" not in served.signatures:
         raise SystemExit(f"tfvae: {served.path} has no 'score' signature (exported by an older tfvae)")
+    _log(f"evaluating on {_protocol_text(args.protocol)}: {args.protocol_origin}")
     totals, count, squared_error = {}, 0, 0.0
     for x in _load_data(args, args.split, args.batch_size):
         x = x.numpy()
@@ -338,8 +370,140 @@ def cmd_evaluate(args):
         count += len(x)
     result = {k: round(v / count, 4) for k, v in totals.items()}
     result["mse"] = round(squared_error / (count * int(np.prod(x.shape[1:]))), 6)
-    print(json.dumps({"path": str(served.path), "dataset": args.dataset, "split": args.split,
-                      "examples": count, "metrics": result}))
+    line = {"path": str(served.path), "dataset": args.dataset, "split": args.split,
+            "examples": count, "metrics": result, "protocol": args.protocol,
+            "from_card": args.from_card}
+    if args.from_card:
+        # The card's own figures for the same metrics, to compare with (on its examples).
+        metrics = served.card.get("metrics") or {}
+        reported = {k[len("test_"):]: v for k, v in metrics.items()
+                    if k.startswith("test_") and k[len("test_"):] in result}
+        if reported:
+            line["card_metrics"] = reported
+            _log("the model card reports " + ", ".join(f"{k} {v}" for k, v in reported.items())
+                 + "; this run: " + ", ".join(f"{k} {result[k]}" for k in reported))
+    print(json.dumps(line))
+
+
+# ---- evaluate's test protocol, from the model card -----------------------------------------
+#: evaluate's flags that, given on the command line, replace what the model card records
+_PROTOCOL_FLAGS = {"dataset": "--dataset", "split": "--split", "binarize": "--binarize",
+                   "seed": "--seed"}
+_FOLDER_PROTOCOL = ("image_size", "color_mode", "validation_split")
+
+
+def _card_of(args):
+    """The model card of the export `tfvae evaluate` names, or None (no export there, or no
+    card: `load` then says what is wrong, after the flags are checked)."""
+    from tfvae.exporting import CARD_FILENAME
+    from tfvae.loading import resolve
+
+    try:
+        card_file = resolve(args.path, args.version) / "assets" / CARD_FILENAME
+        card = json.loads(card_file.read_text())
+    except (OSError, ValueError):
+        return None
+    return card if isinstance(card, dict) else None
+
+
+def card_protocol(card):
+    """The test protocol a model card records, in evaluate's terms, or None if it records none.
+
+        card_protocol(tfvae.load("vae_mnist").card)
+        # {"dataset": "mnist", "split": "test", "binarize": "static", "seed": 0, "take": None}
+
+    Cards written by `tfvae train` hold name, binarize, seed, take and test_split in `data`
+    (older ones no seed: the training seed, which also seeded the data, stands in); an image
+    folder's card also its image_size, color_mode and validation_split. Cards written by
+    bench/train_zoo.py describe the test set in words that name the call reading it, e.g.
+    "tfvae.data.load('mnist', 'test', binarize='static', seed=0)"; that call is read back.
+    """
+    data = card.get("data") if isinstance(card, dict) else None
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        return None
+    training = card.get("training") if isinstance(card.get("training"), dict) else {}
+    protocol = {"dataset": data["name"], "split": data.get("test_split", "test"),
+                "binarize": data.get("binarize"),
+                "seed": data.get("seed", training.get("seed", 0)),
+                "take": data.get("take")}
+    if isinstance(data.get("test"), str):
+        binarize = re.search(r"binarize=['\"](\w+)['\"]", data["test"])
+        seed = re.search(r"\bseed=(\d+)", data["test"])
+        protocol.update(binarize=binarize.group(1) if binarize else None,
+                        seed=int(seed.group(1)) if seed else 0)
+    if data.get("source") == "image folder":
+        size = data.get("image_size")
+        protocol.update(take=None, image_size=size[0] if isinstance(size, list) and size else size,
+                        color_mode=data.get("color_mode"),
+                        validation_split=data.get("validation_split"))
+    take, seed = protocol["take"], protocol["seed"]
+    valid = (isinstance(protocol["split"], str)
+             and protocol["binarize"] in (None, "dynamic", "static")
+             and type(seed) is int and seed >= 0
+             and (take is None or (type(take) is int and take > 0))
+             and (data.get("source") != "image folder" or type(protocol["image_size"]) is int))
+    return protocol if valid else None
+
+
+def _use_card_protocol(args):
+    """Fill evaluate's data flags that were not given from the export's model card, so that by
+    default it scores what the card's test metrics scored: same dataset, split, examples and
+    bits. A flag given on the command line wins; a --dataset (or --image-size) other than the
+    card's data sets the card aside. Sets args.from_card and args.protocol_origin."""
+    protocol = card_protocol(_card_of(args))
+    args.from_card = False
+    args.protocol_origin = "the flags' defaults (the model card records no test protocol)"
+    folder_card = protocol is not None and "image_size" in protocol
+    if protocol is not None and args.dataset is not None and (
+            folder_card or args.dataset != protocol["dataset"]):
+        args.protocol_origin = (f"--dataset {args.dataset}, not the model card's data "
+                                f"({protocol['dataset']}): the flags' defaults")
+        protocol = None
+    if protocol is not None and args.image_size is not None and not folder_card:
+        args.protocol_origin = (f"--image-size: a folder of images, not the model card's data "
+                                f"({protocol['dataset']}): the flags' defaults")
+        protocol = None
+    if protocol is not None and folder_card and not args.data_dir:
+        raise SystemExit(f"tfvae: the model card's data is the image folder {protocol['dataset']!r}"
+                         f" (cards record no paths): pass --data-dir FOLDER, or --dataset NAME "
+                         f"to score other data")
+    if protocol is not None:
+        taken = []
+        for field, value in protocol.items():
+            # An image folder is named by --data-dir, not by a dataset name.
+            if getattr(args, field, None) is None and not (folder_card and field == "dataset"):
+                setattr(args, field, value)
+                taken.append(field)
+        args.from_card = bool(taken)
+        # --binarize none is still "none" here (main maps it to None after this)
+        changed = [_PROTOCOL_FLAGS.get(f, "--" + f.replace("_", "-")) for f, value in
+                   protocol.items() if f not in taken and not (folder_card and f == "dataset")
+                   and {"none": None}.get(getattr(args, f, None), getattr(args, f, None)) != value]
+        args.protocol_origin = "the model card's test protocol" + (
+            f", but {', '.join(changed)} from the command line" if changed else "")
+    args.split = "test" if args.split is None else args.split
+    args.seed = 0 if args.seed is None else args.seed
+
+
+def _protocol_of(args):
+    """What evaluate scores, for its JSON line: dataset, split, binarize, seed, take (and an
+    image folder's image_size, color_mode and validation_split)."""
+    protocol = {"dataset": args.dataset, "split": args.split, "binarize": args.binarize,
+                "seed": args.seed, "take": args.take}
+    if args.image_folder:
+        protocol.update({k: getattr(args, k) for k in _FOLDER_PROTOCOL})
+        protocol.pop("take")
+    return protocol
+
+
+def _protocol_text(protocol):
+    """e.g. "mnist, split test, binarize static, seed 0, take 1000"."""
+    words = [protocol["dataset"], f"split {protocol['split']}",
+             f"binarize {protocol['binarize'] or 'none (grey levels)'}",
+             f"seed {protocol['seed']}"]
+    words += [f"{k.replace('_', ' ')} {protocol[k]}" for k in ("take", *_FOLDER_PROTOCOL)
+              if protocol.get(k) is not None]
+    return ", ".join(words)
 
 
 def cmd_sample(args):
@@ -405,23 +569,38 @@ def cmd_export(args):
 def cmd_serving_config(args):
     from tfvae import serving
 
-    print(serving.serving_config(args.models_dir, version_policy=args.version_policy,
-                                 base_path=args.base_path), end="")
-    if args.batching:
+    # Both files are checked before either is written: TF Serving refuses a relative base path
+    # at start-up, so one is refused here with the reason (serving.check_base_path).
+    config = serving.serving_config(args.models_dir, version_policy=args.version_policy,
+                                    base_path=args.base_path)
+    batching = args.batching and serving.batching_parameters(
+        max_batch_size=args.max_batch_size, max_execution_batch_size=args.max_execution_batch_size)
+    print(config, end="")
+    if batching:
         with open(args.batching, "w") as out:
-            out.write(serving.batching_parameters(max_batch_size=args.max_batch_size))
+            out.write(batching)
         _log(f"wrote TF Serving batching parameters to {args.batching}")
 
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="tfvae", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's C++ logs (hidden unless TF_CPP_MIN_LOG_LEVEL is "
+                             "set); give it before the command: tfvae --verbose models")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def data_flags(p, default_split=None, image_folder=False):
+    def default(plain, card_default=None):
+        """A flag's default, as its help says it: evaluate's come from the model card."""
+        return f"default: {plain}" if card_default is None else \
+            f"default: the model card's {card_default} (else {plain})"
+
+    def data_flags(p, default_split=None, image_folder=False, card=False):
+        # card: evaluate, whose unset --dataset, --split, --binarize and --seed (default None)
+        # come from the export's model card.
         # default None, read as "digits": an explicit --dataset next to --image-size is refused
         p.add_argument("--dataset",
-                       help="digits (embedded, default), mnist, fashion_mnist, binarized_mnist, "
-                            "or any TFDS image dataset")
+                       help="digits (embedded), mnist, fashion_mnist, binarized_mnist, or any "
+                            "TFDS image dataset; " + default("digits", "dataset" if card else None))
         if not image_folder:
             p.add_argument("--data-dir",
                            help="TFDS data folder (or the folder of binarized_mnist.npz)")
@@ -437,13 +616,19 @@ def build_parser():
             p.add_argument("--validation-split", type=_fraction, metavar="FRACTION",
                            help="with --image-size: hold out this share of the images (fixed "
                                 "by --seed); the test metrics score them")
-        p.add_argument("--binarize", choices=["dynamic", "static"], help="binarize the images")
+        p.add_argument("--binarize", choices=["dynamic", "static", "none"],
+                       help="binarize the images, or keep their grey levels (none); "
+                            + default("none", "binarization of its test set" if card else None))
         p.add_argument("--batch-size", type=_positive_int, default=128)
         p.add_argument("--take", type=_positive_int, help="use only the first N examples of each split")
         p.add_argument("--offline", action="store_true", help="never try to download data")
-        p.add_argument("--seed", type=_non_negative_int, default=0)
+        p.add_argument("--seed", type=_non_negative_int, default=None if card else 0,
+                       help="seeds the shuffle and the binarization (train: also the "
+                            "weights); "
+                            + default("0", "data seed" if card else None))
         if default_split:
-            p.add_argument("--split", default=default_split)
+            p.add_argument("--split", default=None if card else default_split,
+                           help=default(default_split, "test split" if card else None))
 
     p = commands.add_parser("models", help="list the models")
     p.set_defaults(run=cmd_models)
@@ -485,7 +670,7 @@ def build_parser():
     p = commands.add_parser("evaluate", help="score an export on a data split (TensorFlow only)")
     p.add_argument("path", help="an export folder, e.g. saved_models/vae_digits")
     p.add_argument("--version", type=_positive_int)
-    data_flags(p, default_split="test", image_folder=True)
+    data_flags(p, default_split="test", image_folder=True, card=True)
     p.set_defaults(run=cmd_evaluate)
 
     p = commands.add_parser("sample", help="draw samples from an export into a PNG grid")
@@ -524,17 +709,32 @@ def build_parser():
     p.add_argument("--version-policy", default="latest",
                    help="latest, latest:N, all or specific:1,3 (default: latest)")
     p.add_argument("--base-path", default="/models",
-                   help="where the models folder is mounted in the server (default: /models)")
+                   help="where the models folder is inside the server (the container): an "
+                        "absolute path or URI, as TF Serving requires (default: /models)")
     p.add_argument("--batching", metavar="FILE", help="also write a batching parameters file")
-    p.add_argument("--max-batch-size", type=int, default=256)
+    p.add_argument("--max-batch-size", type=int, default=256,
+                   help="the largest request the server accepts, in examples (default: 256)")
+    p.add_argument("--max-execution-batch-size", type=int, default=None,
+                   help="the largest merged batch the model runs (default: --max-batch-size)")
     p.set_defaults(run=cmd_serving_config)
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    # Before anything imports TensorFlow: it reads TF_CPP_MIN_LOG_LEVEL once.
+    if args.verbose:
+        logs.show_tensorflow_logs()
+    else:
+        logs.quiet_tensorflow_logs()
+    if args.command == "evaluate":
+        _use_card_protocol(args)
+    if getattr(args, "binarize", None) == "none":
+        args.binarize = None
     if hasattr(args, "dataset"):
         _check_data_flags(args)
+    if args.command == "evaluate":
+        args.protocol = _protocol_of(args)
     try:
         args.run(args)
     except (ValueError, FileNotFoundError, KeyError, TypeError, FloatingPointError) as error:

@@ -520,13 +520,18 @@ def _tfds(name, split, data_dir, download, with_labels, take):
     if with_labels and "label" not in builder.info.features:
         raise ValueError(f"TFDS dataset {name!r} has no 'label' feature")
     if not builder.is_prepared():
-        reason = "download=False"
-        if download:
+        reason, prepared = "download=False", False
+        # Offline, TFDS would spend minutes retrying before it fails: check the hosts first.
+        unreachable = _unreachable_download_host(builder) if download else None
+        if unreachable:
+            reason = f"download skipped, the network is unreachable: {unreachable}"
+        elif download:
             try:
                 builder.download_and_prepare()
             except Exception as e:  # no network, quota, ...: report briefly below
                 reason = f"download failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
-        if not builder.is_prepared():
+            prepared = builder.is_prepared()
+        if not prepared:
             raise DataNotFoundError(
                 f"TFDS dataset {name!r} not found in {builder.data_dir} ({reason}). "
                 f"Provide it with data_dir= (a TFDS data folder holding {name}/), the "
@@ -550,6 +555,71 @@ def _tfds(name, split, data_dir, download, with_labels, take):
     labels = np.concatenate([c[1] for c in chunks])
     scale = np.iinfo(images.dtype).max if images.dtype.kind == "u" else 1
     return images, labels, scale
+
+
+#: seconds to reach a download host before calling the network unreachable
+_REACH_TIMEOUT = 5.0
+
+
+def _unreachable_download_host(builder, timeout=_REACH_TIMEOUT):
+    """Why the builder's download would fail for want of a network, e.g. "cannot reach
+    storage.googleapis.com:443, gaierror: [Errno -2] Name or service not known", or None when
+    every host it downloads from (or the proxy in between) answers a TCP connection within
+    `timeout` seconds, or when TFDS lists no URLs for it (the download then just runs).
+
+        _unreachable_download_host(tfds.builder("mnist"))   # None with a network
+
+    TFDS retries a failed download 10 times with exponential backoff, about 3.5 minutes
+    before it gives up offline; one connection per host tells in seconds. The URLs are the
+    ones in the dataset's checksums file, the files download_and_prepare fetches.
+    """
+    import urllib.parse
+    import urllib.request
+
+    try:
+        urls = sorted(builder.url_infos or ())
+    except Exception:  # no checksums file to read: nothing to check
+        return None
+    proxies = urllib.request.getproxies()  # the *_proxy variables, which requests honours too
+    checked = set()
+    for url in urls:
+        parts = urllib.parse.urlsplit(url)
+        default_port = {"http": 80, "https": 443, "ftp": 21}.get(parts.scheme)
+        if default_port is None or not parts.hostname:
+            continue
+        address = (parts.hostname, parts.port or default_port)
+        proxy = proxies.get(parts.scheme)
+        if proxy and not urllib.request.proxy_bypass(parts.hostname):
+            proxy = urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
+            address = (proxy.hostname, proxy.port or (443 if proxy.scheme == "https" else 80))
+        if address in checked:
+            continue
+        checked.add(address)
+        problem = _connect(address, timeout)
+        if problem:
+            return f"cannot reach {address[0]}:{address[1]}, {problem}"
+    return None
+
+
+def _connect(address, timeout):
+    """None if a TCP connection to (host, port) opens within `timeout` seconds, else why not.
+    The name lookup runs in a thread too: the system resolver has no timeout of its own."""
+    import socket
+    import threading
+
+    outcome = []
+
+    def attempt():
+        try:
+            socket.create_connection(address, timeout=timeout).close()
+            outcome.append(None)
+        except OSError as error:
+            outcome.append(f"{type(error).__name__}: {error}")
+
+    thread = threading.Thread(target=attempt, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return outcome[0] if outcome else f"no answer within {timeout:g} s"
 
 
 def _find_images(roots, with_labels):

@@ -17,11 +17,22 @@ released from pyplot once made; in a notebook they display inline as usual.
 import os
 import statistics
 import sys
+import textwrap
 
 import numpy as np
 
 #: how many examples run through a model at once (keeps memory flat for large inputs)
 CHUNK = 500
+#: image tiles smaller than this (pixels, shorter side) are enlarged by a whole factor, pixel
+#: by pixel, until they are at least this size: an 8x8 digit becomes 32x32
+MIN_TILE = 32
+#: the gap between tiles, as a share of a tile's (enlarged) size; at least one pixel
+GAP_FRACTION = 1 / 16
+#: the gaps' grey level: neither the black of a digit's background nor the white of its strokes
+GAP_VALUE = 0.5
+#: a mosaic is drawn with a whole number of screen pixels per grid pixel, up to about this wide
+MOSAIC_PIXELS = 480
+_DPI = 100
 
 
 def _pyplot():
@@ -39,11 +50,12 @@ def _in_notebook():
     return "ipykernel" in sys.modules and "inline" in os.environ.get("MPLBACKEND", "inline")
 
 
-def _finish(figure, path):
+def _finish(figure, path, tight=True):
     """Save to `path` (if given); outside notebooks drop pyplot's reference so figures made in
-    a loop do not pile up. The returned Figure stays usable (savefig works after close)."""
+    a loop do not pile up. The returned Figure stays usable (savefig works after close).
+    tight=False keeps the figure's own size, for layouts placed to the pixel."""
     if path is not None:
-        figure.savefig(path, bbox_inches="tight", dpi=100)
+        figure.savefig(path, bbox_inches="tight" if tight else None, dpi=_DPI)
     if not _in_notebook():
         _pyplot().close(figure)
     return figure
@@ -123,13 +135,37 @@ def _images(values):
     return values[..., 0] if values.shape[-1] == 1 else values
 
 
-def _image_axes(plt, rows, columns, cell=0.9, title=None):
-    figure, axes = plt.subplots(rows, columns, figsize=(columns * cell, rows * cell + (0.4 if title else 0)),
-                                squeeze=False)
+def _tile_axes(plt, rows, columns, tile_shape, title=None, cell=0.9, left=0.0, bottom=0.0):
+    """A figure of rows x columns axes, one per image tile: each `cell` inches wide and of the
+    tile's aspect (so that the image fills it), GAP_FRACTION of a tile apart on a GAP_VALUE
+    backdrop, which is what shows in the gaps. `left` and `bottom`: inches kept for labels.
+
+        figure, axes = _tile_axes(plt, 2, 10, (8, 8), title="inputs over reconstructions")
+    """
+    from matplotlib.patches import Rectangle
+
+    height, width = tile_shape[:2]
+    cell_w, cell_h = cell, cell * height / width
+    gap = min(cell_w, cell_h) * GAP_FRACTION
+    pad, top = 0.05, (0.45 if title else 0.05)
+    grid_w, grid_h = columns * cell_w + (columns - 1) * gap, rows * cell_h + (rows - 1) * gap
+    fig_w, fig_h = left + pad + grid_w + pad, bottom + pad + grid_h + top
+    x0, y0 = (left + pad) / fig_w, (bottom + pad) / fig_h
+    figure, axes = plt.subplots(rows, columns, squeeze=False, figsize=(fig_w, fig_h), gridspec_kw={
+        "left": x0, "right": x0 + grid_w / fig_w, "bottom": y0, "top": y0 + grid_h / fig_h,
+        # gridspec's spaces are shares of the mean axes width / height
+        "wspace": gap / cell_w, "hspace": gap / cell_h})
+    grey = (GAP_VALUE,) * 3
+    figure.add_artist(Rectangle((x0, y0), grid_w / fig_w, grid_h / fig_h, facecolor=grey,
+                                edgecolor="none", transform=figure.transFigure, zorder=-1))
     for axis in axes.flat:
-        axis.axis("off")
+        axis.set_xticks([])
+        axis.set_yticks([])
+        axis.set_facecolor(grey)  # a rounding sliver beside an image reads as gap, not white
+        for spine in axis.spines.values():
+            spine.set_visible(False)
     if title:
-        figure.suptitle(title)
+        figure.suptitle(title, y=1 - 0.08 / fig_h, va="top")
     return figure, axes
 
 
@@ -138,36 +174,91 @@ def _show(axis, image):
 
 
 # ---- image grids -----------------------------------------------------------------------------
-def image_grid(images, columns=None):
-    """[n, h, w, c] images in [0, 1] -> one [rows * h, columns * w, c] mosaic array."""
+def tile_scale(height, width):
+    """The whole factor image_grid enlarges height x width tiles by: the least that makes the
+    shorter side at least MIN_TILE pixels (1 for tiles that large already).
+
+        tile_scale(8, 8), tile_scale(28, 28), tile_scale(32, 32)      # 4, 2, 1
+    """
+    return max(1, -(-MIN_TILE // max(1, min(height, width))))
+
+
+def tile_gap(height, width):
+    """The pixels image_grid puts between (enlarged) height x width tiles: GAP_FRACTION of the
+    shorter side, at least 1.
+
+        tile_gap(32, 32), tile_gap(56, 56)                           # 2, 4
+    """
+    return max(1, int(round(min(height, width) * GAP_FRACTION)))
+
+
+def image_grid(images, columns=None, gap=None, scale=None, gap_value=GAP_VALUE):
+    """[n, h, w, c] images in [0, 1] -> one mosaic array, tiles `gap` pixels apart.
+
+    Each tile is the image enlarged `scale` times, pixel by pixel (nearest neighbour): by
+    default `tile_scale(h, w)`, so small images stay legible (8x8 -> 32x32). Tiles are
+    `tile_gap` pixels apart by default; gaps and empty cells hold `gap_value`. The mosaic is
+    [rows * H + (rows - 1) * gap, columns * W + (columns - 1) * gap, c] for H, W = h * scale,
+    w * scale, with columns = ceil(sqrt(n)) unless given.
+
+        image_grid(np.zeros((64, 8, 8, 1))).shape                  # (270, 270, 1): 8 x 8 tiles
+        image_grid(images, gap=0, scale=1)                          # tiles as they are, touching
+    """
     images = np.clip(np.asarray(images, dtype=np.float32), 0.0, 1.0)
     if images.ndim == 3:
         images = images[..., None]
     n, h, w, c = images.shape
+    scale = tile_scale(h, w) if scale is None else int(scale)
+    if scale < 1:
+        raise ValueError(f"scale={scale} must be a whole factor >= 1")
+    if scale > 1:
+        images = images.repeat(scale, axis=1).repeat(scale, axis=2)
+    h, w = h * scale, w * scale
+    gap = tile_gap(h, w) if gap is None else int(gap)
+    if gap < 0:
+        raise ValueError(f"gap={gap} must be >= 0 pixels")
     columns = columns or int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / columns))
-    grid = np.ones((rows * h, columns * w, c), np.float32)
+    grid = np.full((rows * h + (rows - 1) * gap, columns * w + (columns - 1) * gap, c),
+                   gap_value, np.float32)
     for i, image in enumerate(images):
         r, col = divmod(i, columns)
-        grid[r * h:(r + 1) * h, col * w:(col + 1) * w] = image
+        top, left = r * (h + gap), col * (w + gap)
+        grid[top:top + h, left:left + w] = image
     return grid
 
 
-def plot_images(images, columns=None, title=None, path=None):
-    """One mosaic of [n, h, w, c] images in [0, 1]; returns the Figure."""
+def plot_images(images, columns=None, title=None, path=None, gap=None, scale=None):
+    """One mosaic of [n, h, w, c] images in [0, 1] (`image_grid`: enlarged tiles with gaps),
+    drawn with a whole number of screen pixels per mosaic pixel, so every tile and gap keeps
+    its size in the PNG; the title above it. Returns the Figure.
+
+        plot_images(images, columns=8, title="samples", path="samples.png")
+    """
     plt = _pyplot()
-    grid = image_grid(images, columns)
-    figure, axis = plt.subplots(figsize=(6, 6 * grid.shape[0] / grid.shape[1] + (0.4 if title else 0)))
-    _show(axis, grid[..., 0] if grid.shape[-1] == 1 else grid)
+    grid = image_grid(images, columns, gap=gap, scale=scale)
+    height, width = grid.shape[:2]
+    zoom = max(1, MOSAIC_PIXELS // max(height, width))
+    lines = textwrap.wrap(title, max(20, width * zoom // 7)) if title else []
+    title_px = 10 + 17 * len(lines) if lines else 0  # 10-point lines at 100 dpi
+    fig_w, fig_h = width * zoom, height * zoom + title_px
+    figure = plt.figure(figsize=(fig_w / _DPI, fig_h / _DPI), dpi=_DPI)
+    axis = figure.add_axes((0, 0, 1, height * zoom / fig_h))
+    # aspect="auto": the axes already has the mosaic's shape, to the pixel
+    axis.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=1,
+                interpolation="nearest", aspect="auto")
     axis.axis("off")
-    if title:
-        axis.set_title(title)
-    return _finish(figure, path)
+    if lines:
+        figure.text(0.5, 1 - 5 / fig_h, "\n".join(lines), ha="center", va="top", fontsize=10)
+    return _finish(figure, path, tight=False)
 
 
-def save_image_grid(images, path, columns=None, title=None):
-    """Write images as a PNG mosaic; returns the path."""
-    plot_images(images, columns=columns, title=title, path=path)
+def save_image_grid(images, path, columns=None, title=None, gap=None, scale=None):
+    """Write images as a PNG mosaic (see `plot_images`); returns the path.
+
+        save_image_grid(served.sample(range(64))["x"], "samples.png", title="samples")
+    """
+    plot_images(images, columns=columns, title=title, path=path, gap=gap, scale=scale)
     return path
 
 
@@ -188,13 +279,12 @@ def plot_reconstructions(model, x, columns=10, title=None, path=None):
     columns = min(columns, len(x))
     pairs = int(np.ceil(len(x) / columns))
     plt = _pyplot()
-    figure, axes = _image_axes(plt, 2 * pairs, columns,
-                               title=title or f"{view.name}: inputs (odd rows), reconstructions (even rows)")
+    figure, axes = _tile_axes(plt, 2 * pairs, columns, x.shape[1:], title=title or
+                              f"{view.name}: inputs (odd rows), reconstructions (even rows)")
     for i, (original, rebuilt) in enumerate(zip(_images(x), _images(reconstructions))):
         row, col = divmod(i, columns)
         _show(axes[2 * row, col], original)
         _show(axes[2 * row + 1, col], rebuilt)
-    figure.subplots_adjust(wspace=0.05, hspace=0.05)
     return _finish(figure, path)
 
 
@@ -299,21 +389,17 @@ def plot_traversals(model, x, dims=None, values=None, title=None, path=None):
         codes[r * len(values):(r + 1) * len(values), d] = values
     images = _images(view.decode(codes.reshape(-1, *view.latent_shape)))
     plt = _pyplot()
-    figure, axes = plt.subplots(len(dims), len(values) + 1, squeeze=False,
-                                figsize=((len(values) + 1) * 0.9, len(dims) * 0.9 + 0.6))
+    figure, axes = _tile_axes(plt, len(dims), len(values) + 1, view.input_shape, left=0.45,
+                              bottom=0.25, title=title or
+                              f"{view.name}: latent traversals (one dimension per row)")
     for r, d in enumerate(dims):
         _show(axes[r, 0], _images(x[:1])[0])
         for c in range(len(values)):
             _show(axes[r, c + 1], images[r * len(values) + c])
         axes[r, 0].set_ylabel(f"z[{d}]", rotation=0, labelpad=14)
-    for axis in axes.flat:
-        axis.set_xticks([])
-        axis.set_yticks([])
     for c, v in enumerate(values):
         axes[-1, c + 1].set_xlabel(f"{v:+.1f}", fontsize="small")
     axes[-1, 0].set_xlabel("input", fontsize="small")
-    figure.suptitle(title or f"{view.name}: latent traversals (one dimension per row)")
-    figure.subplots_adjust(wspace=0.05, hspace=0.05)
     return _finish(figure, path)
 
 

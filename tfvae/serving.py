@@ -1,7 +1,8 @@
 """Serve tfvae exports with TensorFlow Serving: its config files, warm-up requests and clients.
 
-    # the server side: what `tfvae serving-config saved_models/` writes
-    text = serving_config("saved_models", version_policy="latest:2")
+    # the server side: what `tfvae serving-config saved_models/` writes; base_path is where
+    # saved_models/ is inside the server (the container), an absolute path or URI
+    text = serving_config("saved_models", version_policy="latest:2", base_path="/models")
     Path("saved_models/models.config").write_text(text)
     Path("saved_models/batching.config").write_text(batching_parameters())
 
@@ -16,6 +17,11 @@
 Every export carries `assets.extra/tf_serving_warmup_requests` (see `tfvae.warmup`), one
 request per signature that TF Serving replays when it loads a version, so that the first real
 request is not slow. The signatures themselves are described in `tfvae.signatures`.
+
+Before sending, the clients check each input against the signature's metadata (read once from
+the server), cast what loses nothing (float64 images to float32) and split a batch larger than
+`max_request_size` into several requests, so that a caller's mistake is refused here and never
+joins other callers' requests in one of the server's merged batches.
 
 Only TensorFlow, numpy and the standard library are imported here, so a client needs neither
 TensorFlow Probability nor tf_keras; gRPC and the `tensorflow-serving-api` protos are imported
@@ -35,13 +41,23 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae.exporting import versions
-from tfvae.signatures import SignatureMethods, as_array, cast, get, input_name, lone_output
+from tfvae.signatures import (SignatureMethods, as_array, cast, get, input_name, lone_output,
+                              names)
 # Part of this module's API (colab/3_serving.ipynb lists an export's signatures with it).
 from tfvae.signatures import signature_defs  # noqa: F401
 
-# Worth another try after a pause: the server is overloaded, restarting or slow.
-_RETRY_HTTP = {429, 502, 503, 504}
-_RETRY_GRPC = {"UNAVAILABLE", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED"}
+# Worth another try after a pause: the server is restarting, its batching queue is full
+# (UNAVAILABLE: HTTP 503), or an answer came too late (DEADLINE_EXCEEDED: HTTP 504). Any other
+# error would come back the same.
+_RETRY_HTTP = {503, 504}
+_RETRY_GRPC = {"UNAVAILABLE", "DEADLINE_EXCEEDED"}
+# TF Serving's batching answers RESOURCE_EXHAUSTED (HTTP 429) for a request whose deadline passed
+# while it waited in the queue: a deadline expiry, so retried; other RESOURCE_EXHAUSTED errors
+# (out of memory) are not.
+_QUEUE_DEADLINE = "timeout exceeded while waiting in batching queue"
+# A server whose batching refuses requests larger than its max_batch_size says so: the clients
+# then send smaller ones.
+_TASK_TOO_LARGE = re.compile(r"Task size (\d+) is larger than maximum input batch size (\d+)")
 
 
 # ---- server configuration ---------------------------------------------------------------------
@@ -54,12 +70,14 @@ def serving_config(models_dir, version_policy="latest", base_path="/models"):
         version_policy: which versions TF Serving loads: "latest" (the newest), "latest:N" (the N
             newest), "all", "specific:1,3" or a list of version numbers; or a dict from model
             name to one of these (models not in it get "latest").
-        base_path: where `models_dir` is inside the server (the container); a model's
-            base_path is `<base_path>/<name>`.
+        base_path: where `models_dir` is inside the server (the container), an absolute path
+            ("/models") or a URI ("gs://bucket/models"); a model's base_path is
+            `<base_path>/<name>`. TF Serving refuses a relative one at start-up.
 
     Example:
         Path("saved_models/models.config").write_text(serving_config("saved_models", "latest:2"))
     """
+    check_base_path(base_path)
     models_dir = Path(models_dir)
     models = sorted(p for p in models_dir.iterdir() if p.is_dir() and _served_versions(p)) \
         if models_dir.is_dir() else []
@@ -80,6 +98,19 @@ def serving_config(models_dir, version_policy="latest", base_path="/models"):
                   f"    model_version_policy {{ {_policy_text(policy, model)} }}",
                   "  }"]
     return "\n".join(lines + ["}"]) + "\n"
+
+
+def check_base_path(base_path):
+    """ValueError unless `base_path` is an absolute path or a URI, as TF Serving's config
+    validation requires (it stops at start-up with "Expected model NAME to have an absolute path
+    or URI; got base_path()=...")."""
+    text = str(base_path)
+    if not (text.startswith("/") or re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", text)):
+        raise ValueError(
+            f"base path {text!r} is relative, but TF Serving requires an absolute path or URI "
+            f"and refuses a relative base_path at start-up; give where the models folder is "
+            f"inside the server, e.g. /models (the container path docs/docker-compose.yml "
+            f"mounts saved_models/ on) or gs://bucket/models")
 
 
 def _served_versions(model_dir):
@@ -111,33 +142,60 @@ def _quote(text):
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def batching_parameters(max_batch_size=256, batch_timeout_micros=1000, num_batch_threads=None,
-                        max_enqueued_batches=100):
+def batching_parameters(max_batch_size=256, batch_timeout_micros=0, num_batch_threads=None,
+                        max_enqueued_batches=100, max_execution_batch_size=None,
+                        enable_large_batch_splitting=True):
     """The text of a TF Serving `--batching_parameters_file` (a BatchingParameters message) for
     these models on CPU: small dense networks, where one batch of 256 costs far less than 256
     single requests (bench/serving.py measures it), so merging concurrent requests pays.
 
     Args:
-        max_batch_size: the largest merged batch; 256 is where bench/serving.py measures the
-            throughput of the exported models.
-        batch_timeout_micros: how long a request may wait for others to join its batch: 1 ms,
-            the value TF Serving's batching guide suggests for smoothing batches at low request
-            rates, and of the order of one small request's own latency here.
+        max_batch_size: the largest request (in examples) the server accepts: a larger one gets
+            INVALID_ARGUMENT "Task size N is larger than maximum input batch size M". The clients
+            split their requests at 256 examples by default (`max_request_size`) and follow a
+            smaller limit when the server names one.
+        batch_timeout_micros: how long a request may wait for others to join its batch. 0 is TF
+            Serving's batching guide's starting point on CPU (then try 1-10 ms, keeping in mind
+            that 0 may be best).
         num_batch_threads: threads that run batches; by default the number of CPU cores of the
             machine that runs this function, so run it on (or pass the cores of) the server.
-        max_enqueued_batches: the queue bound: beyond it TF Serving answers RESOURCE_EXHAUSTED
-            (HTTP 429) at once instead of letting latency grow; the clients retry those.
+        max_enqueued_batches: the queue bound: beyond it TF Serving answers UNAVAILABLE (HTTP
+            503) at once instead of letting latency grow; the clients retry those.
+        max_execution_batch_size: the largest merged batch the model runs (default:
+            max_batch_size; at most max_batch_size). With splitting on, a request may be larger
+            than this and is run in pieces.
+        enable_large_batch_splitting: let the server split a request across batches, so that it
+            fills the open batch instead of closing it early.
 
     The inputs have fixed shapes, so no padding (pad_variable_length_inputs) is needed, and on
     CPU `allowed_batch_sizes` would only add padding work, so it is left out.
     """
     num_batch_threads = num_batch_threads or os.cpu_count() or 1
+    if max_execution_batch_size is None:
+        max_execution_batch_size = max_batch_size
     values = {"max_batch_size": max_batch_size, "batch_timeout_micros": batch_timeout_micros,
-              "max_enqueued_batches": max_enqueued_batches, "num_batch_threads": num_batch_threads}
+              "max_enqueued_batches": max_enqueued_batches, "num_batch_threads": num_batch_threads,
+              "max_execution_batch_size": max_execution_batch_size}
     for key, value in values.items():
         if isinstance(value, bool) or int(value) != value or value < (0 if "micros" in key else 1):
-            raise ValueError(f"{key}={value!r} must be a positive integer")
-    return "".join(f"{key} {{ value: {int(value)} }}\n" for key, value in values.items())
+            kind = "a non-negative" if "micros" in key else "a positive"
+            raise ValueError(f"{key}={value!r} must be {kind} integer")
+    if max_execution_batch_size > max_batch_size:
+        raise ValueError(f"max_execution_batch_size={max_execution_batch_size} must be at most "
+                         f"max_batch_size={max_batch_size} (the largest request TF Serving "
+                         f"accepts); raise max_batch_size or lower max_execution_batch_size")
+    if not isinstance(enable_large_batch_splitting, bool):
+        raise ValueError(f"enable_large_batch_splitting={enable_large_batch_splitting!r} must be "
+                         f"True or False")
+    if not enable_large_batch_splitting and max_execution_batch_size != max_batch_size:
+        raise ValueError("max_execution_batch_size only applies with enable_large_batch_splitting"
+                         "=True; without splitting every batch is at most max_batch_size")
+    execution = values.pop("max_execution_batch_size")
+    text = "".join(f"{key} {{ value: {int(value)} }}\n" for key, value in values.items())
+    if enable_large_batch_splitting:
+        text += ("enable_large_batch_splitting { value: true }\n"
+                 f"max_execution_batch_size {{ value: {int(execution)} }}\n")
+    return text
 
 
 # ---- clients ----------------------------------------------------------------------------------
@@ -160,20 +218,101 @@ class ServingTimeout(ServingError):
 
 
 class _Client(SignatureMethods):
-    """What both clients share: the tfvae signatures on top of `predict`, and retries."""
+    """What both clients share: the tfvae signatures on top of `predict`, the inputs checked
+    against the signature's metadata, large requests split, and retries."""
 
-    def __init__(self, model, version, timeout, retries, backoff):
+    def __init__(self, model, version, timeout, retries, backoff, max_request_size, validate):
         self.model, self.version = model, (None if version is None else int(version))
         self.timeout, self.retries, self.backoff = timeout, int(retries), backoff
+        if max_request_size is not None and (isinstance(max_request_size, bool)
+                                             or int(max_request_size) != max_request_size
+                                             or max_request_size < 1):
+            raise ValueError(f"max_request_size={max_request_size!r} must be a positive integer "
+                             f"or None (never split)")
+        self.max_request_size = None if max_request_size is None else int(max_request_size)
+        self.validate = bool(validate)
         self.attempts = 0  # requests sent, tries included (for monitoring and tests)
+        self._definitions = None  # the served version's SignatureDefs, read once
 
     def _run_signature(self, name, value):
-        # Cast what loses nothing here; the server checks the rest and answers with its error.
-        return self.predict(name, {input_name(name): cast(value, get(name).dtype)})
+        if not self.validate:  # what loses nothing is still cast; the server checks the rest
+            value = cast(value, get(name).dtype)
+        return self.predict(name, {input_name(name): value})
 
     def _where(self, signature):
         version = "" if self.version is None else f" version {self.version}"
         return f"model {self.model!r}{version}, signature {signature!r}"
+
+    def signature_defs(self):
+        """The served version's SignatureDefs by name (protos), read from the server once."""
+        if self._definitions is None:
+            self._definitions = self._read_signature_defs()
+        return self._definitions
+
+    def _checked(self, signature, inputs):
+        """`inputs` as a dict of arrays that the signature accepts, cast where nothing is lost;
+        ValueError (nothing sent) for anything the server would refuse."""
+        definitions = self.signature_defs()
+        if signature not in definitions:
+            raise ValueError(f"{self._where(signature)}: the model has no such signature; it has "
+                             f"{sorted(definitions)}")
+        expected = definitions[signature].inputs
+        if not isinstance(inputs, dict):
+            if len(expected) != 1:
+                raise ValueError(f"{self._where(signature)} has inputs {sorted(expected)}: pass "
+                                 f"a dict {{name: array}}")
+            inputs = {next(iter(expected)): inputs}
+        if set(inputs) != set(expected):
+            raise ValueError(f"{self._where(signature)} takes inputs {sorted(expected)}; got "
+                             f"{sorted(inputs)}")
+        checked = {alias: _conform(inputs[alias], info, f"{self._where(signature)}, input "
+                                                        f"{alias!r}")
+                   for alias, info in expected.items()}
+        sizes = {alias: len(value) for alias, value in checked.items() if value.ndim}
+        if len(set(sizes.values())) > 1:
+            raise ValueError(f"{self._where(signature)}: every input needs the same batch size; "
+                             f"got {sizes}")
+        return checked
+
+    def _splittable(self, signature):
+        """Whether the answers to parts of a batch concatenate into the answer to the whole:
+        every output is batch-major (known from the metadata, or tfvae's contract)."""
+        if self._definitions is not None and signature in self._definitions:
+            return all(not o.tensor_shape.unknown_rank and o.tensor_shape.dim
+                       and o.tensor_shape.dim[0].size == -1
+                       for o in self._definitions[signature].outputs.values())
+        return signature in names()
+
+    def _in_parts(self, signature, inputs, send):
+        """`send(inputs)`, in parts of at most max_request_size examples (order kept) when the
+        batch is larger: TF Serving's batching refuses a request larger than its max_batch_size.
+        A server that names a smaller limit in that refusal is followed from then on."""
+        arrays = {name: as_array(value) for name, value in inputs.items()} \
+            if isinstance(inputs, dict) else None
+        sizes = {len(a) if a.ndim else None for a in arrays.values()} if arrays else {None}
+        size = next(iter(sizes)) if len(sizes) == 1 else None
+        if size is None or not self._splittable(signature):
+            return send(inputs)
+        parts, start = [], 0
+        while True:
+            step = size - start if self.max_request_size is None else \
+                min(self.max_request_size, size - start)
+            part = arrays if step == size else \
+                {name: a[start:start + step] for name, a in arrays.items()}
+            try:
+                parts.append(send(part))
+            except ServingError as error:
+                limit = _TASK_TOO_LARGE.search(error.server_message or "")
+                if limit and 1 <= int(limit.group(2)) < step:
+                    self.max_request_size = int(limit.group(2))
+                    continue
+                raise
+            start += step
+            if start >= size:
+                break
+        if len(parts) == 1:
+            return parts[0]
+        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
     def _with_retries(self, send, retryable):
         """Call `send()`; on a retryable failure wait backoff, 2 backoff, ... and try again."""
@@ -185,6 +324,48 @@ class _Client(SignatureMethods):
                 if attempt == self.retries or not retryable(error):
                     raise
             time.sleep(self.backoff * 2 ** attempt)
+
+
+def _conform(value, info, where):
+    """`value` as an array of the TensorInfo's dtype and shape: cast only where no value changes
+    beyond float32 rounding (TF Serving's own JSON parsing rounds every number so), else
+    ValueError saying what was expected."""
+    array = as_array(value)
+    dtype = np.dtype(tf.dtypes.as_dtype(info.dtype).as_numpy_dtype)
+    if array.dtype != dtype:
+        converted = _lossless(array, dtype)
+        if converted is None:
+            raise ValueError(f"{where} must be {dtype.name}; got {array.dtype.name} values that "
+                             f"{dtype.name} cannot hold (convert them yourself if that is meant)")
+        array = converted
+    shape = info.tensor_shape
+    if not shape.unknown_rank:
+        want = [d.size for d in shape.dim]
+        if array.ndim != len(want) or any(w not in (-1, a) for w, a in zip(want, array.shape)):
+            text = "[" + ",".join("?" if w == -1 else str(w) for w in want) + "]"
+            raise ValueError(f"{where} must have shape {text} (? is any size); got "
+                             f"{list(array.shape)}")
+    return array
+
+
+def _lossless(array, dtype):
+    """`array` as `dtype` when that changes no value a caller meant, else None: float64 within
+    float32's range to float32 (the nearest float32, as TF Serving's JSON parser does), integers
+    that the float holds exactly, integers within range to a wider or narrower integer type."""
+    finite = array[np.isfinite(array)] if array.dtype.kind == "f" else array
+    if dtype.kind == "f" and array.dtype.kind == "f":
+        if finite.size and np.abs(finite).max() > np.finfo(dtype).max:
+            return None
+        return array.astype(dtype)
+    if dtype.kind == "f" and array.dtype.kind in "iu":
+        exact = 2 ** (np.finfo(dtype).nmant + 1)
+        return array.astype(dtype) if not array.size or np.abs(array).max() <= exact else None
+    if dtype.kind in "iu" and array.dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        if array.size and (array.min() < info.min or array.max() > info.max):
+            return None
+        return array.astype(dtype)
+    return None
 
 
 def rest_request_body(signature, inputs, format="columnar"):
@@ -244,9 +425,18 @@ class RESTClient(_Client):
         version: a version number; None for the server's latest.
         format: "columnar" (`inputs`/`outputs`, the default) or "row" (`instances`/`predictions`).
         timeout: seconds to wait for each answer.
-        retries: how many times to try again after a timeout, a refused connection or an
-            HTTP 429/502/503/504; a request error (4xx) or a failure (500) is raised at once.
+        retries: how many times to try again when the server is unavailable (no connection,
+            HTTP 503: restarting, or its batching queue full) or a deadline passed (a timeout,
+            HTTP 504, or HTTP 429 for a request whose deadline expired in the batching queue);
+            any other error would come back the same and is raised at once.
         backoff: seconds before the first retry, doubled for each next one.
+        max_request_size: the most examples sent in one request: a larger batch goes as several
+            requests, answers concatenated in order (None: never split). 256 matches
+            `batching_parameters()`; a server that refuses a smaller size is followed.
+        validate: check each input against the signature's metadata (read from the server once)
+            before sending, casting what loses nothing; a mismatch raises ValueError and nothing
+            is sent. With batching, the server merges requests before running the model, so a
+            malformed one that reached it could fail other callers' requests too.
 
     `encode`, `decode`, `sample`, `reconstruct` and `score` return dicts of numpy arrays, as
     `tfvae.load` does; errors raise `ServingError` with TF Serving's message.
@@ -257,8 +447,8 @@ class RESTClient(_Client):
     """
 
     def __init__(self, url, model, version=None, *, format="columnar", timeout=10.0, retries=2,
-                 backoff=0.25):
-        super().__init__(model, version, timeout, retries, backoff)
+                 backoff=0.25, max_request_size=256, validate=True):
+        super().__init__(model, version, timeout, retries, backoff, max_request_size, validate)
         if format not in ("columnar", "row"):
             raise ValueError(f"format={format!r} must be 'columnar' or 'row'")
         self.url, self.format = url.rstrip("/"), format
@@ -272,16 +462,23 @@ class RESTClient(_Client):
         version = "" if self.version is None else f"/versions/{self.version}"
         return f"{self.url}/v1/models/{self.model}{version}"
 
-    def predict(self, signature, inputs, format=None):
-        """Run `signature` on `inputs` (a dict of arrays, or the array of a one-input signature),
-        sent as they are; a dict of numpy arrays."""
-        body = rest_request_body(signature, inputs, format or self.format)
-        answer = self._request("POST", f"{self.model_url}:predict", body, signature)
-        if "predictions" in answer:
-            named = bool(answer["predictions"]) and isinstance(answer["predictions"][0], dict)
-        else:
-            named = isinstance(answer.get("outputs"), dict)
-        return outputs_from_rest(answer, None if named else self._output_name(signature))
+    def predict(self, signature, inputs, format=None, *, validate=None):
+        """Run `signature` on `inputs` (a dict of arrays, or the array of a one-input signature);
+        a dict of numpy arrays. `validate` (default: the client's) checks and casts the inputs
+        first; validate=False sends them as they are."""
+        if self.validate if validate is None else validate:
+            inputs = self._checked(signature, inputs)
+
+        def send(part):
+            body = rest_request_body(signature, part, format or self.format)
+            answer = self._request("POST", f"{self.model_url}:predict", body, signature)
+            if "predictions" in answer:
+                named = bool(answer["predictions"]) and isinstance(answer["predictions"][0], dict)
+            else:
+                named = isinstance(answer.get("outputs"), dict)
+            return outputs_from_rest(answer, None if named else self._output_name(signature))
+
+        return self._in_parts(signature, inputs, send)
 
     def _output_name(self, signature):
         """The name of a one-output signature's output, which TF Serving's JSON leaves out: known
@@ -290,10 +487,20 @@ class RESTClient(_Client):
             if lone_output(signature) is not None:
                 self._output_names[signature] = lone_output(signature)
             else:
-                definitions = self.metadata()["metadata"]["signature_def"]["signature_def"]
-                outputs = definitions.get(signature, {}).get("outputs") or {"output": None}
-                self._output_names[signature] = next(iter(outputs))
+                definition = self.signature_defs().get(signature)
+                outputs = list(definition.outputs) if definition is not None else []
+                self._output_names[signature] = outputs[0] if outputs else "output"
         return self._output_names[signature]
+
+    def _read_signature_defs(self):
+        from google.protobuf import json_format
+        from tensorflow.core.protobuf import meta_graph_pb2
+
+        metadata = self.metadata().get("metadata", {}).get("signature_def", {})
+        return {name: json_format.ParseDict(definition, meta_graph_pb2.SignatureDef(),
+                                            ignore_unknown_fields=True)
+                for name, definition in metadata.get("signature_def", {}).items()
+                if not name.startswith("__")}
 
     def status(self):
         """TF Serving's model status: `{"model_version_status": [{"version", "state", ...}]}`."""
@@ -330,7 +537,8 @@ class RESTClient(_Client):
                 raise ServingError(f"TF Serving at {self.url} dropped the connection for {where}: "
                                    f"{type(error).__name__}: {error}") from error
 
-        return self._with_retries(send, lambda e: e.status is None or e.status in _RETRY_HTTP)
+        return self._with_retries(send, lambda e: e.status is None or e.status in _RETRY_HTTP or (
+            e.status == 429 and _QUEUE_DEADLINE in (e.server_message or "")))
 
 
 def _error_message(raw):
@@ -366,11 +574,12 @@ class GRPCClient(_Client):
 
     Args:
         target: the server, e.g. "localhost:8500".
-        model, version, timeout, retries, backoff: as for `RESTClient`; gRPC UNAVAILABLE,
-            RESOURCE_EXHAUSTED and DEADLINE_EXCEEDED are tried again.
+        model, version, timeout, retries, backoff, max_request_size, validate: as for
+            `RESTClient`; gRPC UNAVAILABLE and DEADLINE_EXCEEDED are tried again, and
+            RESOURCE_EXHAUSTED when TF Serving's batching says the deadline passed in its queue.
         channel: a ready grpc.Channel (e.g. a secure one) instead of an insecure one to target.
-        max_message_bytes: the largest request or answer (gRPC's default is 4 MiB, 1,300
-            MNIST images).
+        max_message_bytes: the largest request or answer (gRPC's default is 4 MiB, about 1,300
+            MNIST images; 256 images are 0.8 MiB).
 
     Needs `pip install tfvae[serving]` (grpcio and tensorflow-serving-api).
 
@@ -380,8 +589,8 @@ class GRPCClient(_Client):
     """
 
     def __init__(self, target, model, version=None, *, timeout=10.0, retries=2, backoff=0.25,
-                 channel=None, max_message_bytes=64 << 20):
-        super().__init__(model, version, timeout, retries, backoff)
+                 channel=None, max_message_bytes=64 << 20, max_request_size=256, validate=True):
+        super().__init__(model, version, timeout, retries, backoff, max_request_size, validate)
         try:
             import grpc
             from tensorflow_serving.apis import prediction_service_pb2_grpc
@@ -398,23 +607,50 @@ class GRPCClient(_Client):
     def __repr__(self):
         return f"<GRPCClient {self.target} model={self.model!r} version={self.version}>"
 
-    def predict(self, signature, inputs):
-        """Run `signature` on `inputs` (a dict of arrays, or the array of a one-input signature),
-        sent with their own dtypes; a dict of numpy arrays."""
-        request = grpc_request(self.model, signature, inputs, self.version)
+    def predict(self, signature, inputs, *, validate=None):
+        """Run `signature` on `inputs` (a dict of arrays, or the array of a one-input signature);
+        a dict of numpy arrays. `validate` (default: the client's) checks and casts the inputs
+        first; validate=False sends them with their own dtypes."""
+        if self.validate if validate is None else validate:
+            inputs = self._checked(signature, inputs)
 
+        def send(part):
+            request = grpc_request(self.model, signature, part, self.version)
+            response = self._call(self._stub.Predict, request, self._where(signature))
+            return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
+
+        return self._in_parts(signature, inputs, send)
+
+    def metadata(self):
+        """TF Serving's GetModelMetadataResponse with the signature definitions."""
+        from tensorflow_serving.apis import get_model_metadata_pb2
+
+        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        request.model_spec.name = self.model
+        if self.version is not None:
+            request.model_spec.version.value = self.version
+        return self._call(self._stub.GetModelMetadata, request, f"model {self.model!r}")
+
+    def _read_signature_defs(self):
+        from tensorflow_serving.apis import get_model_metadata_pb2
+
+        definitions = get_model_metadata_pb2.SignatureDefMap()
+        self.metadata().metadata["signature_def"].Unpack(definitions)
+        return {name: definition for name, definition in definitions.signature_def.items()
+                if not name.startswith("__")}
+
+    def _call(self, method, request, where):
         def send():
             try:
-                return self._stub.Predict(request, timeout=self.timeout)
+                return method(request, timeout=self.timeout)
             except self._grpc.RpcError as error:
                 code = error.code().name
                 kind = ServingTimeout if code == "DEADLINE_EXCEEDED" else ServingError
-                raise kind(f"TF Serving refused {self._where(signature)} with gRPC {code}: "
-                           f"{error.details()}", status=code, server_message=error.details()) \
-                    from None
+                raise kind(f"TF Serving refused {where} with gRPC {code}: {error.details()}",
+                           status=code, server_message=error.details()) from None
 
-        response = self._with_retries(send, lambda e: e.status in _RETRY_GRPC)
-        return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
+        return self._with_retries(send, lambda e: e.status in _RETRY_GRPC or (
+            e.status == "RESOURCE_EXHAUSTED" and _QUEUE_DEADLINE in (e.server_message or "")))
 
     def close(self):
         if self._owns_channel:

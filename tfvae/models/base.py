@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from tfvae import layers, networks, validation
+from tfvae import compat, layers, networks, validation
 
 
 def inputs_of(data):
@@ -165,6 +165,8 @@ class LatentVariableModel(tf_keras.Model):
         jit_compile="auto" compiles the training step with XLA where `xla_pays()` says it was
         measured to pay, on one replica, unless `run_eagerly` is asked for.
         """
+        # A Keras 3 optimizer (tf.keras where TensorFlow came first) -> its tf_keras twin.
+        optimizer = compat.to_tf_keras_optimizer(optimizer)
         if optimizer is None:
             optimizer = tf_keras.optimizers.Adam(1e-3)
         if jit_compile == "auto":
@@ -196,10 +198,14 @@ class LatentVariableModel(tf_keras.Model):
     def fit(self, x=None, *args, **kwargs):
         """`tf_keras.Model.fit`, after checking x (shape, dtype, finite values) up front."""
         self._check_examples(x, "fit")
+        # Keras 3 callbacks -> their tf_keras twins (callbacks is fit's 6th argument, x the 1st).
+        args, kwargs = compat.convert_callbacks_argument(args, kwargs, position=4)
         return super().fit(x, *args, **kwargs)
 
     def evaluate(self, x=None, *args, **kwargs):
         self._check_examples(x, "evaluate")
+        # callbacks is evaluate's 7th argument, x the 1st
+        args, kwargs = compat.convert_callbacks_argument(args, kwargs, position=5)
         return super().evaluate(x, *args, **kwargs)
 
     def _check_examples(self, x, where):

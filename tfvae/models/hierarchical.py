@@ -12,13 +12,11 @@ Layers are numbered from 1 (next to x) to L (the top); lists are in that order. 
 networks can replace the pair next to x (`encoder=`: x -> features, `decoder=`: z_1 -> features;
 see tfvae.networks); `hidden_units` then describes the layers above z_1 only.
 """
-import numbers
-
 import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras
 
-from tfvae import layers, networks, objectives
+from tfvae import layers, networks, objectives, validation
 from tfvae.models.base import check_shape_arg
 from tfvae.models.registry import register
 from tfvae.models.variational import VariationalModel
@@ -29,22 +27,18 @@ tfd = tfp.distributions
 def normalize_hidden_units(hidden_units, num_layers, what="stochastic layers"):
     """(the config value, one tuple of widths per layer) from `hidden_units`: either widths
     shared by every layer, e.g. (64, 64), or one tuple per layer, e.g. ((200, 200), (100, 100))."""
-    units = tuple(hidden_units)
-    if all(isinstance(u, numbers.Integral) for u in units):
-        config = tuple(int(u) for u in units)
-        per_layer = (config,) * num_layers
-    else:
-        try:
-            config = per_layer = tuple(tuple(int(u) for u in layer) for layer in units)
-        except TypeError:
-            raise ValueError(f"hidden_units={hidden_units!r} must be a tuple of widths or one "
-                             f"tuple of widths per layer") from None
-        if len(per_layer) != num_layers:
-            raise ValueError(f"hidden_units={hidden_units!r} has {len(per_layer)} entries for "
-                             f"{num_layers} {what}")
-    if any(u < 1 for layer in per_layer for u in layer):
-        raise ValueError(f"hidden_units={hidden_units!r} must be positive integers")
-    return config, per_layer
+    if validation.is_sequence(hidden_units) and all(validation.is_int(u) for u in hidden_units):
+        config = validation.check_widths("hidden_units", hidden_units)
+        return config, (config,) * num_layers
+    if not (validation.is_sequence(hidden_units)
+            and all(validation.is_sequence(layer) for layer in hidden_units)):
+        raise validation.WrongTypeError(f"hidden_units={hidden_units!r} must be a tuple of widths "
+                                        f"or one tuple of widths per layer")
+    per_layer = tuple(validation.check_widths("hidden_units", layer) for layer in hidden_units)
+    if len(per_layer) != num_layers:
+        raise ValueError(f"hidden_units={hidden_units!r} has {len(per_layer)} entries for "
+                         f"{num_layers} {what}")
+    return per_layer, per_layer
 
 
 @tf_keras.saving.register_keras_serializable(package="tfvae")
@@ -96,17 +90,26 @@ class HierarchyBase(VariationalModel):
 
     config_keys = ("input_shape", "latent_dims", "hidden_units", "likelihood",
                    "likelihood_scale", "activation", "batch_norm", "beta", "free_bits",
-                   "iwae_samples")
+                   "iwae_samples", "kl_warmup_steps")
     lower_kl_in_closed_form = False
+    #: hidden_units=None gives every layer two hidden layers of this many units per latent unit
+    width_per_latent = 2
+    #: the in-graph KL warm-up a chain gets unless told otherwise: without one, its upper layers
+    #: collapse early in training (an active unit or none, bench/likelihood.py's ablation)
+    DEFAULT_KL_WARMUP_STEPS = 1000
 
     def _init_hierarchy(self, input_shape, latent_dims, hidden_units, likelihood,
                         likelihood_scale, activation, beta, free_bits, iwae_samples,
-                        batch_norm, encoder, decoder):
+                        kl_warmup_steps, batch_norm, encoder, decoder):
         """The generative model top-down, with the decoder next to x; `self._units` holds the
         widths per layer (None for layer 1 when the user's bodies replace it)."""
         self._init_data(input_shape, likelihood, likelihood_scale)
         self.latent_dims = check_shape_arg("latent_dims", latent_dims)
         self._given_bodies(encoder, decoder)
+        if hidden_units is None:  # sized from the layers they serve
+            hidden_units = tuple((self.width_per_latent * d,) * 2 for d in self.latent_dims)
+            if encoder is not None and decoder is not None:
+                hidden_units = hidden_units[1:]
         if len(self._user_bodies) == 1:
             raise ValueError(f"{type(self).__name__} takes encoder= and decoder= together (the "
                              f"networks next to x); got only {self._user_bodies[0]}=")
@@ -119,7 +122,7 @@ class HierarchyBase(VariationalModel):
         else:
             self.hidden_units, self._units = normalize_hidden_units(hidden_units,
                                                                     len(self.latent_dims))
-        self._init_objective(beta, free_bits, iwae_samples)
+        self._init_objective(beta, free_bits, iwae_samples, kl_warmup_steps)
         self.batch_norm = bool(batch_norm)
         self.activation = activation
         dims, units = self.latent_dims, self._units
@@ -241,7 +244,9 @@ class HierarchicalVAE(HierarchyBase):
         input_shape: shape of one example, e.g. (28, 28, 1).
         latent_dims: size of each stochastic layer, z_1 (next to x) first.
         hidden_units: widths of the MLPs between layers: one tuple shared by all, or one per
-            layer, ((x to z_1), (z_1 to z_2), ...); generative networks mirror them.
+            layer, ((x to z_1), (z_1 to z_2), ...); generative networks mirror them. None: two
+            layers of 2 units per latent unit each, e.g. ((200, 200), (100, 100)) for the
+            default (100, 50), the IWAE paper's model.
         likelihood, likelihood_scale: as for `VAE`.
         encoder, decoder: your own networks next to x instead of the first MLPs (given
             together): x -> features and z_1 -> features (see tfvae.networks); hidden_units
@@ -251,6 +256,8 @@ class HierarchicalVAE(HierarchyBase):
             generative networks alike (what Sønderby et al. 2016 found a deep chain needs).
         beta, free_bits, iwae_samples: the objective, as for `VAE`; the free-bits floor is per
             layer.
+        kl_warmup_steps: the KL weight rises from 0 to 1 over this many optimizer steps
+            (1000 by default: a chain's upper layer collapses without a warm-up); 0: none.
 
     Example (IWAE's two-layer model):
         model = HierarchicalVAE(input_shape=(28, 28, 1), latent_dims=(100, 50),
@@ -259,15 +266,15 @@ class HierarchicalVAE(HierarchyBase):
 
     example_config = dict(latent_dims=(3, 2), hidden_units=(16,))
 
-    def __init__(self, input_shape=(28, 28, 1), latent_dims=(100, 50),
-                 hidden_units=((200, 200), (100, 100)), likelihood="bernoulli",
-                 likelihood_scale=None, activation="relu", batch_norm=False, beta=1.0,
-                 free_bits=0.0, iwae_samples=1, encoder=None, decoder=None, name="hvae",
-                 **kwargs):
+    def __init__(self, input_shape=(28, 28, 1), latent_dims=(100, 50), hidden_units=None,
+                 likelihood="bernoulli", likelihood_scale=None, activation="relu",
+                 batch_norm=False, beta=1.0, free_bits=0.0, iwae_samples=1,
+                 kl_warmup_steps=HierarchyBase.DEFAULT_KL_WARMUP_STEPS, encoder=None,
+                 decoder=None, name="hvae", **kwargs):
         super().__init__(name=name, **kwargs)
         self._init_hierarchy(input_shape, latent_dims, hidden_units, likelihood,
                              likelihood_scale, activation, beta, free_bits, iwae_samples,
-                             batch_norm, encoder, decoder)
+                             kl_warmup_steps, batch_norm, encoder, decoder)
         dims, units = self.latent_dims, self._units
         self.posterior_heads = [layers.GaussianPosterior((d,), name=f"posterior_{i + 1}")
                                 for i, d in enumerate(dims)]
@@ -312,13 +319,16 @@ class LadderVAE(HierarchyBase):
         input_shape: shape of one example.
         latent_dims: size of each stochastic layer, z_1 (next to x) first.
         hidden_units: the widths of each bottom-up MLP, one tuple shared by all or one per
-            layer (non-empty); the top-down MLPs mirror them.
+            layer (non-empty); the top-down MLPs mirror them. None: two layers of 8 units per
+            latent unit each, the paper's ((512, 512), ..., (32, 32)) for (64, ..., 4).
         encoder, decoder: your own networks next to x instead of the first MLPs (given
             together): x -> d_1 [batch, F] and z_1 -> features (see tfvae.networks);
             hidden_units then lists the layers above z_1.
         likelihood, likelihood_scale, activation: as for `VAE`.
         batch_norm: batch normalization after every hidden Dense layer.
         beta, free_bits, iwae_samples: the objective, as for `VAE` (free bits per layer).
+        kl_warmup_steps: as for `HierarchicalVAE` (1000 steps by default; the paper warms up
+            over its first 200 epochs: pass that many steps to train as it does).
 
     Example (the paper's MNIST model):
         model = LadderVAE(input_shape=(28, 28, 1), latent_dims=(64, 32, 16, 8, 4),
@@ -327,18 +337,19 @@ class LadderVAE(HierarchyBase):
     """
 
     lower_kl_in_closed_form = True
+    width_per_latent = 8
 
     example_config = dict(latent_dims=(3, 2), hidden_units=(16,))
 
     def __init__(self, input_shape=(28, 28, 1), latent_dims=(64, 32, 16, 8, 4),
-                 hidden_units=((512, 512), (256, 256), (128, 128), (64, 64), (32, 32)),
-                 likelihood="bernoulli", likelihood_scale=None, activation="relu",
-                 batch_norm=False, beta=1.0, free_bits=0.0, iwae_samples=1, encoder=None,
+                 hidden_units=None, likelihood="bernoulli", likelihood_scale=None,
+                 activation="relu", batch_norm=False, beta=1.0, free_bits=0.0, iwae_samples=1,
+                 kl_warmup_steps=HierarchyBase.DEFAULT_KL_WARMUP_STEPS, encoder=None,
                  decoder=None, name="ladder_vae", **kwargs):
         super().__init__(name=name, **kwargs)
         self._init_hierarchy(input_shape, latent_dims, hidden_units, likelihood,
                              likelihood_scale, activation, beta, free_bits, iwae_samples,
-                             batch_norm, encoder, decoder)
+                             kl_warmup_steps, batch_norm, encoder, decoder)
         dims, units = self.latent_dims, self._units
         if any(layer is not None and not layer for layer in units):
             raise ValueError(f"hidden_units={hidden_units!r}: every bottom-up MLP needs at "

@@ -122,7 +122,7 @@ class IAFVAE(VariationalModel):
         context_dim: size of the context h the encoder passes to every step.
         likelihood, likelihood_scale, activation: as for `VAE` (the flow steps use the
             activation too, relu when your bodies replace it).
-        beta, free_bits, iwae_samples: the objective, as for `VAE`.
+        beta, free_bits, iwae_samples, kl_warmup_steps: the objective, as for `VAE`.
 
     Example:
         model = IAFVAE(input_shape=(28, 28, 1), latent_dim=32, flow_steps=4)
@@ -130,7 +130,8 @@ class IAFVAE(VariationalModel):
 
     config_keys = ("input_shape", "latent_dim", "hidden_units", "flow_steps",
                    "flow_hidden_units", "context_dim", "likelihood", "likelihood_scale",
-                   "network", "activation", "beta", "free_bits", "iwae_samples")
+                   "network", "activation", "beta", "free_bits", "iwae_samples",
+                   "kl_warmup_steps")
     body_arguments = ("hidden_units", "network", "activation")
     example_config = dict(latent_dim=3, hidden_units=(16,), flow_steps=2, flow_hidden_units=(8,),
                           context_dim=4)
@@ -138,8 +139,8 @@ class IAFVAE(VariationalModel):
     def __init__(self, input_shape=(28, 28, 1), latent_dim=32, hidden_units=None,
                  flow_steps=2, flow_hidden_units=(64, 64), context_dim=32,
                  likelihood="bernoulli", likelihood_scale=None, network="mlp",
-                 activation="relu", beta=1.0, free_bits=0.0, iwae_samples=1, encoder=None,
-                 decoder=None, name="iaf_vae", **kwargs):
+                 activation="relu", beta=1.0, free_bits=0.0, iwae_samples=1, kl_warmup_steps=0,
+                 encoder=None, decoder=None, name="iaf_vae", **kwargs):
         super().__init__(name=name, **kwargs)
         self._init_data(input_shape, likelihood, likelihood_scale)
         self.latent_dim = validation.check_positive_int("latent_dim", latent_dim)
@@ -149,7 +150,7 @@ class IAFVAE(VariationalModel):
             raise ValueError(f"flow_hidden_units={flow_hidden_units!r} must be one or more "
                              f"positive widths")
         self.context_dim = validation.check_positive_int("context_dim", context_dim)
-        self._init_objective(beta, free_bits, iwae_samples)
+        self._init_objective(beta, free_bits, iwae_samples, kl_warmup_steps)
         self.base_posterior = layers.GaussianPosterior((self.latent_dim,), name="posterior")
         # The encoder head gives the base Gaussian's parameters and the flow's context h.
         self._init_bodies(encoder, decoder, self.base_posterior.params_size() + self.context_dim,

@@ -37,7 +37,8 @@ def from_pretrained(name_or_path, version=None):
 
     Returns:
         An uncompiled tfvae model with the export's trained weights: `compile()` and `fit` it
-        to fine-tune, `tfvae.export` it again to serve the result.
+        to fine-tune, `tfvae.export` it again to serve the result. Its in-graph KL warm-up is
+        off (kl_warmup_steps=0): it is trained already.
 
     Raises:
         tfvae.loading.ExportNotFoundError: no such export.
@@ -53,7 +54,11 @@ def from_pretrained(name_or_path, version=None):
         raise InvalidExportError(f"{path} has no model card ({CARD_FILENAME}): it was not "
                                  f"exported by tfvae.export, so its model cannot be rebuilt")
     card = json.loads(card_file.read_text())
-    model = get_class(card["model"]).from_config(card["config"])
+    config = dict(card["config"])
+    if "kl_warmup_steps" in get_class(card["model"]).config_keys:
+        # A trained model fine-tunes at the full objective: no second warm-up from step 0.
+        config["kl_warmup_steps"] = 0
+    model = get_class(card["model"]).from_config(config)
     saved = tf.saved_model.load(str(path))
     stored = [v for v in saved.model_variables if not _is_metric_variable(v)]
     targets = model.state_variables()

@@ -36,6 +36,8 @@ class VAE(VariationalModel):
         free_bits: a floor, in nats, on the batch-averaged KL in the loss (Kingma et al. 2016);
             0 for none.
         iwae_samples: k > 1 trains on the IWAE bound with k samples (Burda et al. 2015).
+        kl_warmup_steps: the KL weight rises from 0 to 1 over this many optimizer steps in
+            training (Sønderby et al. 2016), in the compiled step; 0 (the default here): none.
 
     Example:
         model = VAE(input_shape=(28, 28, 1), latent_dim=32)
@@ -56,18 +58,18 @@ class VAE(VariationalModel):
 
     config_keys = ("input_shape", "latent_dim", "hidden_units", "likelihood",
                    "likelihood_scale", "network", "activation", "beta", "free_bits",
-                   "iwae_samples")
+                   "iwae_samples", "kl_warmup_steps")
     body_arguments = ("hidden_units", "network", "activation")
     example_config = dict(latent_dim=3, hidden_units=(32, 16))
 
     def __init__(self, input_shape=(28, 28, 1), latent_dim=32, hidden_units=None,
                  likelihood="bernoulli", likelihood_scale=None, network="mlp",
-                 activation="relu", beta=1.0, free_bits=0.0, iwae_samples=1, encoder=None,
-                 decoder=None, name="vae", **kwargs):
+                 activation="relu", beta=1.0, free_bits=0.0, iwae_samples=1, kl_warmup_steps=0,
+                 encoder=None, decoder=None, name="vae", **kwargs):
         super().__init__(name=name, **kwargs)
         self._init_data(input_shape, likelihood, likelihood_scale)
         self.latent_dim = validation.check_positive_int("latent_dim", latent_dim)
-        self._init_objective(beta, free_bits, iwae_samples)
+        self._init_objective(beta, free_bits, iwae_samples, kl_warmup_steps)
         self.posterior = layers.GaussianPosterior((self.latent_dim,), name="posterior")
         self._init_bodies(encoder, decoder, self.posterior.params_size(), network, hidden_units,
                           activation)

@@ -29,12 +29,18 @@ class VariationalModel(LatentVariableModel):
     loss, the reported `elbo`, `reconstruction` and `kl` are the plain one-sample (k = 1, beta =
     1, no floor) quantities, so runs with different objectives stay comparable.
 
-    `kl_weight` is a non-trainable variable (1.0 unless a callback such as
-    `tfvae.callbacks.KLWarmup` moves it), read inside the compiled train step. It is saved with
-    the weights, so training resumes where the warm-up was, but it is not part of get_config.
+    KL warm-up (Sønderby et al. 2016) comes two ways, which multiply:
+    - `kl_warmup_steps=N` (a constructor argument): in training, the KL weight rises linearly
+      from 0 to 1 over the first N optimizer steps, computed inside the compiled train step from
+      the optimizer's step count, so it holds at any `steps_per_execution` and resumes with the
+      optimizer. The models with several stochastic layers do this by default;
+    - `kl_weight`, a non-trainable variable (1.0 unless a callback such as
+      `tfvae.callbacks.KLWarmup` moves it), read inside the compiled train step. It is saved
+      with the weights, so training resumes where the warm-up was, but it is not in get_config.
+    Evaluation always weighs the KL fully.
     """
 
-    def _init_objective(self, beta, free_bits, iwae_samples):
+    def _init_objective(self, beta, free_bits, iwae_samples, kl_warmup_steps=0):
         if beta < 0:
             raise ValueError(f"beta={beta!r} must be >= 0")
         if free_bits < 0:
@@ -44,8 +50,18 @@ class VariationalModel(LatentVariableModel):
         if self.free_bits > 0 and self.iwae_samples > 1:
             raise ValueError("free_bits floors the KL terms of the ELBO; it does not apply to "
                              f"the IWAE objective (iwae_samples={self.iwae_samples}): use one")
+        self.kl_warmup_steps = validation.check_int("kl_warmup_steps", kl_warmup_steps,
+                                                    minimum=0)
         self.kl_weight = self.add_weight(name="kl_weight", shape=(), initializer="ones",
                                          trainable=False)
+
+    def _objective_kl_weight(self, training):
+        """beta * kl_weight, times the in-graph warm-up ramp while training."""
+        weight = self.beta * self.kl_weight
+        if training and self.kl_warmup_steps and self.optimizer is not None:
+            step = tf.cast(self.optimizer.iterations, tf.float32)
+            weight *= tf.minimum(1.0, step / self.kl_warmup_steps)
+        return weight
 
     def prior(self):
         """p(z) = N(0, I) over the codes (the hierarchies' top layer has its own)."""
@@ -88,7 +104,7 @@ class VariationalModel(LatentVariableModel):
         if self.likelihood == "discretized_logistic":  # a probability mass: a code length
             terms["bits_per_dim"] = objectives.bits_per_dim(terms["elbo"],
                                                             int(np.prod(self._data_shape)))
-        weight = self.beta * self.kl_weight
+        weight = self._objective_kl_weight(training)
         if self.iwae_samples > 1:
             parts = self._forward(x, self.iwae_samples, training=training)
             # The weight tempers log p(z)/q(z|x) inside each importance weight, so a warm-up
