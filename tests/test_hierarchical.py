@@ -208,8 +208,8 @@ def test_in_graph_warmup_follows_the_optimizer_steps_at_any_steps_per_execution(
 def test_chains_warm_up_by_default_and_size_their_networks_from_the_latents():
     assert tfvae.models.HierarchicalVAE().kl_warmup_steps > 0
     assert tfvae.models.VAE(input_shape=DIGITS, latent_dim=2, hidden_units=(8,)).kl_warmup_steps == 0
-    # The papers' networks from their latents, and any other depth works without hidden_units.
-    assert tfvae.models.HierarchicalVAE().hidden_units == ((200, 200), (100, 100))
+    # Networks from the latents (4 and 8 units per latent unit), for any depth.
+    assert tfvae.models.HierarchicalVAE().hidden_units == ((400, 400), (200, 200))
     assert tfvae.models.LadderVAE().hidden_units[0] == (512, 512)
     ladder = tfvae.models.LadderVAE(input_shape=DIGITS, latent_dims=(8, 4))
     assert ladder.hidden_units == ((64, 64), (32, 32))
