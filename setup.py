@@ -27,9 +27,10 @@ setup(
         "numpy",
     ],
     extras_require={
-        # The gRPC client and its PredictRequest protos; REST and warm-up need neither.
+        # The gRPC client and its PredictRequest protos; REST and warm-up need neither. The tests
+        # also write TensorBoard logs through a Keras 3 TensorBoard callback (tensorboard).
         "serving": ["tensorflow-serving-api==2.21.*", "grpcio>=1.24.3,<2"],
-        "test": ["pytest", "hypothesis>=6.100", "nbclient", "ipykernel",
+        "test": ["pytest", "hypothesis>=6.100", "nbclient", "ipykernel", "tensorboard",
                  "tensorflow-serving-api==2.21.*", "grpcio>=1.24.3,<2"],
     },
     entry_points={"console_scripts": ["tfvae=tfvae.cli:main"]},
