@@ -3,7 +3,7 @@ two-layer (100 and 50 latents over 200-200 and 100-100) VAE on dynamically binar
 trained on the paper's budget, in segments that survive interruption.
 
     python bench/burda.py --model vae --run-dir bench/runs/vae_burda --minutes 120   # start or continue
-    python bench/burda.py --model vae --run-dir bench/runs/vae_burda --status        # where it is
+    python bench/burda.py --model vae --run-dir bench/runs/vae_burda --status        # where it is, curve.png
     python bench/burda.py --model vae --run-dir bench/runs/vae_burda --finish        # evaluate, export
 
 Protocol (stated in the run's `protocol.json` and the model card):
@@ -272,15 +272,39 @@ def status(args):
     print(json.dumps({"run": shown(args.run_dir), "epochs_done": done, "of": EPOCHS,
                       "segments": len(segments),
                       "wall_hours": round(sum(s["wall_seconds"] for s in segments) / 3600, 2),
-                      "last_curve_point": curve[-1] if curve else None}))
+                      "last_curve_point": curve[-1] if curve else None,
+                      "curve": shown(draw_curve(run, args.model)) if curve else None}))
 
 
-def finish(args):
+def draw_curve(run, name):
+    """The learning curve as curve.png in the run directory, on a scale that shows the last
+    nats (the first epochs' hundreds of nats are off it, as the legend says)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    curve = run.read("curve.jsonl")
+    nlls = [c["test_nll"] for c in curve]
+    top = PUBLISHED[name] + 12
+    figure, axis = plt.subplots(figsize=(6, 4))
+    axis.plot([c["epoch"] for c in curve], nlls, "o-",
+              label=f"tfvae ({curve[-1]['test_examples']:,} test images, k = {curve[-1]['k']})"
+                    + (f"; {sum(n > top for n in nlls)} early points above the axis"
+                       if max(nlls) > top else ""))
+    axis.axhline(PUBLISHED[name], color="gray", linestyle="--",
+                 label=f"Burda et al. 2015: {PUBLISHED[name]}")
+    axis.set(xscale="log", xlabel="epoch", ylabel="test NLL (nats)",
+             ylim=(min(min(nlls), PUBLISHED[name]) - 1, top),
+             title=f"{name}: the paper's schedule")
+    axis.legend(fontsize=8, loc="upper right")
+    figure.tight_layout()
+    figure.savefig(run.dir / "curve.png", dpi=120)
+    plt.close(figure)
+    return run.dir / "curve.png"
+
+
+def finish(args):
     run = Run(args.run_dir, args.model, math.ceil(args.train_examples / BATCH),
               args.train_examples)
     done = run.restore()
@@ -299,20 +323,8 @@ def finish(args):
               "active_units": model.active_units(test), "published_nll": PUBLISHED[args.model],
               "training_hours": round(sum(s["wall_seconds"] for s in segments) / 3600, 2),
               "segments": len(segments), "eval_seconds": round(time.monotonic() - start, 1)}
-    curve = run.read("curve.jsonl")
-    if curve:
-        figure, axis = plt.subplots(figsize=(6, 4))
-        axis.plot([c["epoch"] for c in curve], [c["test_nll"] for c in curve], "o-",
-                  label=f"tfvae ({curve[-1]['test_examples']:,} test images, "
-                        f"k = {curve[-1]['k']})")
-        axis.axhline(PUBLISHED[args.model], color="gray", linestyle="--",
-                     label=f"Burda et al. 2015: {PUBLISHED[args.model]}")
-        axis.set(xscale="log", xlabel="epoch", ylabel="test NLL (nats)",
-                 title=f"{args.model}: the paper's schedule")
-        axis.legend()
-        figure.tight_layout()
-        figure.savefig(run.dir / "curve.png", dpi=120)
-        result["curve"] = shown(run.dir / "curve.png")
+    if run.read("curve.jsonl"):
+        result["curve"] = shown(draw_curve(run, args.model))
     if args.export:
         path = tfvae.export(model, REPO / "saved_models" / f"{args.model}_mnist", data={
             "name": "mnist", "source": "TFDS mnist 3.0.1",
