@@ -120,3 +120,27 @@ def test_throughput_prints_one_line_with_every_arm_and_ratio():
     # Every arm trains the same model on the same data: the losses agree.
     losses = list(run["final_train_loss"].values())
     assert max(losses) - min(losses) < 5
+
+
+def test_burda_run_accounts_for_a_killed_segment_and_forgets_epochs_past_its_checkpoint(tmp_path):
+    """A segment killed with its machine leaves epochs logged past its last checkpoint and no
+    segment record: restoring drops those epochs and records the segment from its logged times."""
+    import burda
+
+    run = burda.Run(tmp_path, "vae", steps_per_epoch=1, train_examples=100)
+    run.append("segments.jsonl", {"first_epoch": 1, "last_epoch": 3, "epochs": 3,
+                                  "wall_seconds": 30.0})
+    for epoch in range(1, 11):                      # logged up to 10, checkpointed at 8
+        run.append("log.jsonl", {"epoch": epoch, "seconds": float(epoch)})
+    for epoch, seconds in ((2, 100.0), (4, 7.5), (10, 50.0)):
+        run.append("curve.jsonl", {"epoch": epoch, "eval_seconds": seconds})
+    run.save(8)
+    assert run.restore() == 8
+    assert [r["epoch"] for r in run.read("log.jsonl")] == list(range(1, 9))
+    assert [r["epoch"] for r in run.read("curve.jsonl")] == [2, 4]
+    first, killed = run.read("segments.jsonl")
+    assert (killed["first_epoch"], killed["last_epoch"], killed["epochs"]) == (4, 8, 5)
+    assert killed["wall_seconds"] == 4 + 5 + 6 + 7 + 8 + 7.5   # epochs 4-8 and epoch 4's curve
+    assert "reconstructed" in killed
+    run.restore()                                   # recorded now: nothing added twice
+    assert len(run.read("segments.jsonl")) == 2
