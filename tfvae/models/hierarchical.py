@@ -93,8 +93,8 @@ class HierarchyBase(VariationalModel):
                    "iwae_samples", "kl_warmup_steps")
     lower_kl_in_closed_form = False
     #: hidden_units=None gives every layer two hidden layers of this many units per latent unit
-    #: (4 for the chain: on MNIST's grey levels, at 5 and 10 epochs of defaults, 4 ties the
-    #: one-layer VAE's ELBO where the IWAE paper's 2 trails it by 3-4 nats; bench/defaults.py)
+    #: (4 for the chain: on MNIST's grey levels after 10 epochs of defaults, 4 ties or beats the
+    #: one-layer VAE's ELBO where the IWAE paper's 2 trails it by 3 nats; bench/defaults.py)
     width_per_latent = 4
     #: the in-graph KL warm-up a chain gets unless told otherwise: without one, its upper layers
     #: collapse early in training (an active unit or none, bench/likelihood.py's ablation)
