@@ -110,8 +110,7 @@ def datasets(args):
 
 def evaluate(model, images, k, batch_size):
     """Per-example importance-sampled log p(x), batch by batch (each chunked over k)."""
-    return np.concatenate([model.log_likelihood(images[i:i + batch_size], num_samples=k).numpy()
-                           for i in range(0, len(images), batch_size)])
+    return model.log_likelihood(images, num_samples=k, batch_size=batch_size).numpy()
 
 
 def main():

@@ -359,6 +359,35 @@ def test_log_likelihood_matches_the_closed_form_of_a_linear_gaussian_model(rng):
     np.testing.assert_allclose(estimate, exact, atol=0.03)
 
 
+def test_log_likelihood_takes_any_number_of_examples_and_shows_its_progress(rng, capsys,
+                                                                           monkeypatch):
+    """Arrays go through in batches, datasets batch by batch, with a bar on stderr; the exact
+    posterior makes every estimate log p(x) itself, so any batching must give the same."""
+    W = np.linalg.qr(rng.normal(size=(6, 2)))[0] * np.array([2.0, 0.7])
+    b, sigma = rng.normal(size=6), 0.5
+    cov = W @ W.T + sigma ** 2 * np.eye(6)
+    x = rng.multivariate_normal(b, cov, size=250).astype(np.float32)
+    exact = multivariate_normal(b, cov).logpdf(x)
+    model = linear_vae(W, b, sigma, exact=True)
+    monkeypatch.setattr(tfvae.progress, "MIN_INTERVAL", 0.0)  # a line per tenth, however fast
+
+    estimate = model.log_likelihood(x, num_samples=7, batch_size=100, chunk_size=3)
+    assert estimate.shape == (250,)
+    np.testing.assert_allclose(estimate, exact, atol=2e-3)
+    bar = capsys.readouterr()
+    assert bar.out == ""                                  # stdout stays free for results
+    assert "log-likelihood (k = 7): 3/3 batches" in bar.err
+    dataset = tf.data.Dataset.from_tensor_slices((x, x)).batch(64)
+    np.testing.assert_allclose(model.log_likelihood(dataset, num_samples=7, verbose=0), exact,
+                               atol=2e-3)
+    model.log_likelihood(x[:10], num_samples=7)           # one batch: no bar by default
+    assert capsys.readouterr().err == ""
+    with pytest.raises(ValueError, match="num_samples"):
+        model.log_likelihood(x, num_samples=0)
+    with pytest.raises(ValueError, match="no examples"):
+        model.log_likelihood(dataset.take(0), num_samples=7)
+
+
 def test_hierarchical_log_likelihood_matches_the_closed_form(rng):
     """hvae with scalar layers and linear networks: z_2 ~ N(0, 1), z_1 | z_2 ~ N(A z_2 + a,
     s^2), x | z_1 ~ N(W z_1 + b, sigma^2 I). The chain q(z_1|x) q(z_2|z_1) can be the exact

@@ -355,19 +355,24 @@ def cmd_evaluate(args):
     import numpy as np
 
     from tfvae.loading import load
+    from tfvae.progress import Progress
 
     served = load(args.path, args.version)
     if "score" not in served.signatures:
         raise SystemExit(f"tfvae: {served.path} has no 'score' signature (exported by an older tfvae)")
     _log(f"evaluating on {_protocol_text(args.protocol)}: {args.protocol_origin}")
     totals, count, squared_error = {}, 0, 0.0
-    for x in _load_data(args, args.split, args.batch_size):
-        x = x.numpy()
-        scores = served.run("score", x)
-        for key, value in scores.items():
-            totals[key] = totals.get(key, 0.0) + float(np.sum(value))
-        squared_error += float(np.sum((served.reconstruct(x)["x"] - x) ** 2))
-        count += len(x)
+    batches = _load_data(args, args.split, args.batch_size)
+    total = int(batches.cardinality())
+    with Progress(f"evaluating {args.path}", total if total > 0 else None) as bar:
+        for x in batches:
+            x = x.numpy()
+            scores = served.run("score", x)
+            for key, value in scores.items():
+                totals[key] = totals.get(key, 0.0) + float(np.sum(value))
+            squared_error += float(np.sum((served.reconstruct(x)["x"] - x) ** 2))
+            count += len(x)
+            bar.update()
     result = {k: round(v / count, 4) for k, v in totals.items()}
     result["mse"] = round(squared_error / (count * int(np.prod(x.shape[1:]))), 6)
     line = {"path": str(served.path), "dataset": args.dataset, "split": args.split,
@@ -511,6 +516,7 @@ def cmd_sample(args):
 
     from tfvae import plotting
     from tfvae.loading import load
+    from tfvae.progress import Progress
 
     served = load(args.path, args.version)
     seeds = np.arange(args.seed, args.seed + args.num)
@@ -525,6 +531,7 @@ def cmd_plot(args):
 
     from tfvae import data, plotting
     from tfvae.loading import load
+    from tfvae.progress import Progress
 
     served = load(args.path, args.version)
     kind = args.kind

@@ -88,6 +88,19 @@ class GaussianPosterior(DistributionHead):
         return {**super().get_config(), "min_scale": self.min_scale}
 
 
+class _Bernoulli(tfd.Bernoulli):
+    """tfd.Bernoulli with log_prob computed as x * logit - softplus(logit): the same function
+    as TFP's (1 - x) log(1 - p) + x log p for every x in [0, 1] (equal to float rounding, its
+    gradient too), in three element-wise ops instead of two softplus and two masked products.
+    Under k = 5000 importance samples it halves this term's time (bench/likelihood_speed.py)."""
+
+    def _log_prob(self, event):
+        if self._logits is None:
+            return super()._log_prob(event)
+        logits = tf.convert_to_tensor(self._logits)
+        return tf.cast(event, logits.dtype) * logits - tf.math.softplus(logits)
+
+
 @tf_keras.saving.register_keras_serializable(package="tfvae")
 class BernoulliLikelihood(DistributionHead):
     """p(x|z) = prod Bernoulli(x_i; sigmoid(logit_i)); log_prob is the (negative) binary
@@ -97,7 +110,7 @@ class BernoulliLikelihood(DistributionHead):
 
     def _make(self, params):
         (logits,) = self._split_params(params)
-        return self._independent(tfd.Bernoulli(logits=logits, dtype=tf.float32))
+        return self._independent(_Bernoulli(logits=logits, dtype=tf.float32))
 
 
 @tf_keras.saving.register_keras_serializable(package="tfvae")
