@@ -89,8 +89,7 @@ def evaluate_vae(model, test_images, args):
     elbos = np.concatenate(elbos)
     start = time.perf_counter()
     subset = test_images[:args.ll_examples]
-    ll = np.concatenate([model.log_likelihood(subset[i:i + 100], num_samples=args.k).numpy()
-                         for i in range(0, len(subset), 100)])
+    ll = model.log_likelihood(subset, num_samples=args.k).numpy()
     return {
         "test_elbo": round(float(elbos.mean()), 2),
         "test_elbo_std": round(float(elbos.std()), 2),
@@ -189,12 +188,15 @@ def update_manifest(out, name, path):
     manifest = json.loads(manifest_file.read_text()) if manifest_file.exists() else {
         "description": "The shipped models: only these load by name (tfvae.load(NAME)); any other "
                        "folder here is not part of the zoo. Written by bench/train_zoo.py."}
-    manifest.setdefault("models", {})[name] = {
+    manifest.setdefault("models", {})
+    manifest["models"][name] = {
         "model": card["model"], "class": card["class"],
         "description": f"{card['class']} trained on MNIST for {card['training']['epochs']} epochs; "
                        f"train data: {card['data']['train']}. Card: {name}/README.md",
         "input_shape": card["input_shape"], "dataset": card["data"]["name"],
-        "versions": [int(Path(path).name)]}
+        # A new version adds to the shipped ones (TF Serving serves them side by side).
+        "versions": sorted({*manifest["models"].get(name, {}).get("versions", []),
+                            int(Path(path).name)})}
     manifest["models"] = dict(sorted(manifest["models"].items()))
     # Written whole then renamed: an interrupted run leaves the old manifest, never half of one.
     partial = manifest_file.with_name(MANIFEST + ".partial")
@@ -217,12 +219,21 @@ def card_of(model_dir):
     return load(model_dir).card
 
 
+def images_text(count):
+    """The test images an estimate used: "all 10,000 images" or "first 500 images"."""
+    return "all 10,000 images" if count == 10_000 else f"first {count:,} images"
+
+
+def duration_text(seconds):
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds:.0f} s"
+
+
 def metric_text(card):
     m = card["metrics"]
     if "test_elbo" in m:
         return (f"test ELBO {m['test_elbo']:.2f} nats ({m['test_elbo_examples']:,} images); "
                 f"log-likelihood {m['test_log_likelihood']:.2f} nats (k = "
-                f"{m['test_log_likelihood_k']}, first {m['test_log_likelihood_examples']:,} images)")
+                f"{m['test_log_likelihood_k']}, {images_text(m['test_log_likelihood_examples'])})")
     return f"test MSE {m['test_mse']:.5f} per pixel ({m['test_mse_examples']:,} images)"
 
 
@@ -272,9 +283,23 @@ def write_card_readme(model_dir):
             f"| ELBO | {m['test_elbo']:.2f} (std {m['test_elbo_std']:.1f}) | "
             f"{m['test_elbo_examples']:,} test images |",
             f"| importance-sampled log p(x), k = {m['test_log_likelihood_k']} | "
-            f"{m['test_log_likelihood']:.2f} | the first {m['test_log_likelihood_examples']:,} |", "",
-            "A short training of small networks: the papers' models train for thousands of "
-            "epochs (REFERENCES.md), so these are not their figures.", ""]
+            f"{m['test_log_likelihood']:.2f}"
+            + (f" ± {m['test_log_likelihood_stderr']:.2f}" if "test_log_likelihood_stderr" in m
+               else "") + f" | {images_text(m['test_log_likelihood_examples'])} |", ""]
+        if "published_test_nll" in m:   # a reproduction of the paper (bench/burda.py)
+            run = f"bench/runs/{name}_burda"
+            lines += [
+                f"Burda et al. (2015, Table 1) report a test NLL of {m['published_test_nll']} "
+                f"nats for this model; this one is at {-m['test_log_likelihood']:.2f} "
+                f"({-m['test_log_likelihood'] - m['published_test_nll']:+.2f} nats), after "
+                f"{t['epochs']} of the paper's {t['schedule_epochs']}-epoch schedule. Active "
+                f"units per stochastic layer: {m['active_units']}. The learning curve "
+                f"(k = 5000 on a fixed 1,000 test images, another binarization) is "
+                f"`{run}/curve.png`; every segment's epochs and wall time are in "
+                f"`{run}/segments.jsonl` and in this card.", ""]
+        else:
+            lines += ["A short training of small networks: the papers' models train for "
+                      "thousands of epochs (REFERENCES.md), so these are not their figures.", ""]
     else:
         lines += [
             "| metric | value | on |", "| --- | --- | --- |",
@@ -294,7 +319,7 @@ def write_index(out):
         card = card_of(model_dir)
         t = card["training"]
         rows.append(f"| [`{model_dir.name}`]({model_dir.name}/README.md) | {card['class']} | "
-                    f"{t['epochs']} | {t['wall_seconds']:.0f} s | {metric_text(card)} | "
+                    f"{t['epochs']} | {duration_text(t['wall_seconds'])} | {metric_text(card)} | "
                     f"{size_of(model_dir) / 1e6:.1f} MB |")
     text = "\n".join([
         "# Pretrained models", "",
@@ -303,6 +328,8 @@ def write_index(out):
         "", "```python", "import tfvae", "", "model = tfvae.load(\"vae_mnist\")", 
         "images = model.sample(16)[\"x\"]            # [16, 28, 28, 1]",
         "scores = model.run(\"score\", images)[\"elbo\"]  # VAEs: ELBO per image, in nats", "```", "",
+        'Only the models listed in [`zoo.json`](zoo.json), the zoo\'s manifest (each name\'s family, input shape, dataset and the versions shipped), load by name, and only those versions: anything else in this folder, such as an export of your own, is not taken for a shipped model and loads by its path (`tfvae.load("saved_models/my_vae")`). `tfvae.loading.shipped_models()` lists the names. After a non-editable `pip install .` this folder is not installed: load by path from a clone (`tfvae.load("path/to/tfvae/saved_models/vae_mnist")`) or set `TFVAE_SAVED_MODELS=path/to/tfvae/saved_models`.',
+        "",
         "VAEs are trained on dynamically binarized MNIST and tested on a fixed binarization of "
         "the test set; autoencoders on grey levels. Wall time is training only, on this "
         "project's 2-core development machine (shared with other jobs, so timings are noisy).", "",
@@ -310,7 +337,9 @@ def write_index(out):
         "| --- | --- | --- | --- | --- | --- |", *rows, "",
         "Regenerate everything (about 25 minutes of training here): `python bench/train_zoo.py --overwrite`; "
         "one model: `--models NAME`; only the READMEs and figures, from the exports: "
-        "`--cards-only`.", ""])
+        "`--cards-only`. The latest versions of `vae_mnist` and `hvae_mnist` (2) are Burda et "
+        "al.'s models trained on the paper's budget by `bench/burda.py` (their cards give the "
+        "commands); version 1 of each is this script's short training.", ""])
     (Path(out) / "README.md").write_text(text)
 
 
