@@ -17,17 +17,19 @@ Protocol (stated in the run's `protocol.json` and the model card):
 - units: ReLU (the paper's tanh trained far slower in bench/likelihood.py's short runs), and a
   KL warm-up over the first WARMUP_EPOCHS epochs (Sønderby et al. 2016), which keeps the
   two-layer model's upper layer from collapsing early; no batch norm;
-- test images: one fixed binarization (seed 123) of the 10,000 test images; the learning curve
-  uses a fixed random 1,000 of them, k = 5000, every --eval-every epochs.
+- test images: the learning curve uses a fixed random 1,000 of the 10,000 test images in one
+  fixed binarization (seed 123), k = 5000, every --eval-every epochs; `--finish` scores all
+  10,000 in the zoo's binarization (ZOO_TEST), the one `tfvae evaluate` uses for the cards.
 
 A segment trains until --minutes have passed (or the schedule is done), checkpointing every
 --checkpoint-minutes and when it stops; the next segment restores the latest checkpoint (model,
 optimizer with its step count, epochs done) and goes on. The run directory keeps only the latest
 checkpoint, `log.jsonl` (one line per epoch), `curve.jsonl` (the learning curve), and
 `segments.jsonl` (each segment's epochs and wall time), a few MB in all: commit it to carry the
-run to the next session. `--finish` evaluates the final model (test NLL at k = 5000 on all
-10,000 test images, ELBO, active units), draws the curve as PNG and prints one JSON line;
-`--export` also writes it as a new version of saved_models/<model>_mnist.
+run to the next session. `--finish` evaluates the model at its latest checkpoint (test NLL at
+k = 5000 on all 10,000 test images, ELBO, active units), draws the curve as PNG, prints one JSON
+line and appends it to `evaluations.jsonl`; `--export` also ships it as a new version of
+saved_models/<model>_mnist (card, figures, the manifest zoo.json, saved_models/README.md).
 """
 import argparse
 import json
