@@ -9,8 +9,9 @@ through four paths, each call ending with its outputs as numpy arrays:
                TF Serving's network and request parsing);
 - tf_function: the in-memory model's `*_outputs` in a tf.function with the same input signature;
 - keras_eager: the in-memory model called eagerly (`model(x)` for reconstruct, `*_outputs` else).
-Each repetition makes `--calls` rounds of one call per path, in a rotating order so the
-machine's noise hits all alike, and measures p50 and p99 latency and throughput (examples/s);
+Each repetition makes `--calls` rounds of one call per path, in a shuffled order so the
+machine's noise, and what a call leaves behind for the next (the eager path's garbage), hit all
+alike, and measures p50 and p99 latency and throughput (examples/s);
 the printed line holds the median of each over the repetitions, and per signature and batch the
 ratio of the savedmodel and session p50 to the tf_function p50 (<= 1: the export is no slower).
 
@@ -26,14 +27,14 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# tfvae before TensorFlow: importing it quiets TensorFlow's C++ start-up logs (tfvae.logs).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import tfvae  # noqa: E402
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import tfvae  # noqa: E402
 
 BATCHES = (1, 256)
 PATHS = ("savedmodel", "session", "tf_function", "keras_eager")
@@ -81,14 +82,16 @@ def paths_for(signature, model, loaded, sessions, value):
     }
 
 
-def timed(paths, calls, batch):
-    """One repetition: `calls` rounds of one call per path, in a rotating order, so that a burst
-    of load from elsewhere on the machine hits every path alike; per path p50 and p99 latency and
-    throughput (examples per second of the path's own time)."""
+def timed(paths, calls, batch, rng):
+    """One repetition: `calls` rounds of one call per path, each round in a fresh random order,
+    so that a burst of load from elsewhere on the machine, and the after-effects of the call
+    before (a rotating order would put the same path after keras_eager's slow, garbage-making
+    call in most rounds), hit every path alike; per path p50 and p99 latency and throughput
+    (examples per second of the path's own time)."""
     names = list(paths)
     latencies = {name: [] for name in names}
-    for i in range(calls):
-        for name in names[i % len(names):] + names[:i % len(names)]:
+    for _ in range(calls):
+        for name in rng.permutation(names):
             begin = time.perf_counter()
             paths[name]()
             latencies[name].append(time.perf_counter() - begin)
@@ -115,6 +118,7 @@ def main():
         sessions, session = session_runner(export_dir)
         signatures = sorted(s for s in loaded.signatures if s != "serving_default")
         rng = np.random.default_rng(0)
+        order_rng = np.random.default_rng(1)  # the order of the paths in each round
         results, ratios = {}, {}
         for signature in signatures:
             (spec,) = loaded.signatures[signature].structured_input_signature[1].values()
@@ -126,7 +130,7 @@ def main():
                         call()
                 runs = {name: [] for name in PATHS}
                 for _ in range(args.repeats):
-                    for name, figures in timed(paths, calls, batch).items():
+                    for name, figures in timed(paths, calls, batch, order_rng).items():
                         runs[name].append(figures)
                 medians = {name: {key: round(statistics.median(r[key] for r in reps), 4 if "ms" in key else 1)
                                   for key in reps[0]} for name, reps in runs.items()}
