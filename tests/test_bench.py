@@ -114,9 +114,11 @@ def test_throughput_prints_one_line_with_every_arm_and_ratio():
     assert len(lines) == 1
     run = json.loads(lines[0])["sizes"]["paper"]
     assert run["model"] == "VAE 64-200-200-50 bernoulli" and run["batch_size"] == 100
-    assert set(run["examples_per_s"]) == {"load", "from_arrays", "in_memory", "reference"}
+    assert set(run["examples_per_s"]) == {"load", "from_arrays", "in_memory", "in_memory_spe1",
+                                          "in_memory_spe64", "reference"}
     assert all(v > 0 for v in run["examples_per_s"].values())
-    assert {"load/in_memory", "from_arrays/in_memory", "load/reference"} <= set(run["ratios"])
+    assert {"load/in_memory", "from_arrays/in_memory", "load/reference",
+            "in_memory/in_memory_spe1", "in_memory/in_memory_spe64"} <= set(run["ratios"])
     # Every arm trains the same model on the same data: the losses agree.
     losses = list(run["final_train_loss"].values())
     assert max(losses) - min(losses) < 5

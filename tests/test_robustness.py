@@ -290,6 +290,82 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp
         tfvae.export(model, tmp_path / "export")
 
 
+class StepLog(tf_keras.callbacks.Callback):
+    """Records the step index Keras passes to on_train_batch_end: every step, or, when it says
+    it does not need every step, each call's last step."""
+
+    def __init__(self, needs_every_step=None):
+        super().__init__()
+        self.ends = []
+        if needs_every_step is not None:
+            self.needs_every_step = needs_every_step
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.ends.append(batch)
+
+
+def test_compile_default_runs_several_steps_per_call_in_long_fits_unless_a_callback_needs_every_step(
+        digits, monkeypatch):
+    monkeypatch.setattr(LatentVariableModel, "MIN_STEPS_FOR_SEVERAL_PER_CALL", 100)
+    x = np.concatenate([digits] * 10)                 # 640 images: 40 steps of 16 an epoch
+    spe = LatentVariableModel.DEFAULT_STEPS_PER_EXECUTION
+    last_steps = list(range(spe - 1, 40, spe))        # each call's last step; 39 ends the epoch
+    last_steps += [39] if last_steps[-1] != 39 else []
+    model = tfvae.models.VAE(input_shape=DIGITS, latent_dim=2, hidden_units=(8,))
+    model.compile()
+
+    def fit(epochs, *callbacks):
+        """The step indices a per-call callback saw, and the optimizer steps taken."""
+        calls, before = StepLog(needs_every_step=False), int(model.optimizer.iterations)
+        model.fit(x, batch_size=16, epochs=epochs, verbose=0, callbacks=[*callbacks, calls])
+        return calls.ends, int(model.optimizer.iterations) - before
+
+    # A short fit (80 steps) first: one step per call, as Keras does by default...
+    assert fit(2) == (list(range(40)) * 2, 80)
+    # ... then a long one (120 steps): several per call, and every step still taken.
+    assert fit(3) == (last_steps * 3, 120)
+    assert int(model.steps_per_execution.numpy()) == 1   # evaluate, predict, train_on_batch after
+    assert np.isfinite(model.train_on_batch(x[:16], return_dict=True)["loss"])
+    # A callback with batch hooks of its own, or a per-step warm-up: one step per call.
+    for callback in (StepLog(), tfvae.callbacks.KLWarmup(steps=10)):
+        assert fit(3, callback) == (list(range(40)) * 3, 120), type(callback).__name__
+    # Epoch-level callbacks keep the default.
+    for callback in (tfvae.callbacks.KLWarmup(epochs=2), tf_keras.callbacks.EarlyStopping("loss"),
+                     tf_keras.callbacks.ModelCheckpoint(os.devnull, save_weights_only=True,
+                                                        save_freq="epoch")):
+        assert not tfvae.callbacks.needs_every_step(callback), type(callback).__name__
+    assert tfvae.callbacks.needs_every_step(tf_keras.callbacks.ModelCheckpoint(os.devnull,
+                                                                               save_freq=5))
+    assert fit(3, tfvae.callbacks.KLWarmup(epochs=2)) == (last_steps * 3, 120)
+    # A count given to compile() is kept as given, long fit or short.
+    model.compile(steps_per_execution=1)
+    assert fit(3) == (list(range(40)) * 3, 120)
+    model.compile(steps_per_execution=8)
+    assert fit(1) == ([7, 15, 23, 31, 39], 40)
+
+
+def test_the_non_finite_guard_names_the_steps_of_the_call_that_met_the_nan(digits):
+    x = np.concatenate([digits] * 10)
+    model = tfvae.models.VAE(input_shape=DIGITS, latent_dim=2, hidden_units=(8,))
+    model.compile(steps_per_execution=8)
+
+    class Poison(tf_keras.callbacks.Callback):
+        needs_every_step = False   # acts per call: at the start of epoch 2's third call
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.epoch == 1 and batch == 16:
+                bias = self.model.decoder_head.projection.bias
+                bias.assign(tf.fill(bias.shape, np.nan))
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+    with pytest.raises(training.NonFiniteLossError,
+                       match=r"loss was nan at one of steps 17-24 of epoch 2"):
+        model.fit(x, batch_size=16, epochs=3, verbose=0,
+                  callbacks=[Poison(), training.NonFiniteGuard()])
+
+
 def test_cli_training_that_diverges_says_so_and_exports_nothing(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["train", "vae", "--take", "64", "--batch-size", "32", "--epochs", "2",

@@ -1,7 +1,33 @@
-"""Keras callbacks for training tfvae models with `model.fit`."""
+"""Keras callbacks for training tfvae models with `model.fit`, and which callbacks need to see
+every training step (`needs_every_step`)."""
 import numbers
 
 import tf_keras
+
+
+def needs_every_step(callback, hooks=("train", "test")):
+    """Whether `callback`'s batch hooks must run after every step rather than once per call of
+    the compiled function (which runs `steps_per_execution` steps).
+
+    Keras calls `on_train_batch_begin/end` once per call, with the index of the call's last
+    step, so a callback that counts, times or changes something per step (a per-step schedule, a
+    save every N steps, a test that poisons batch 2) would act at the wrong step. Keras' own
+    callbacks say whether they use their batch hooks (`_implements_train_batch_hooks`: e.g.
+    ModelCheckpoint only with an integer `save_freq`); a callback may also say, with a
+    `needs_every_step` attribute, that its hooks are right at any count (`NonFiniteGuard`) or
+    wrong. The progress bar only redraws less often.
+
+    Args:
+        callback: a tf_keras callback.
+        hooks: which batch hooks count: "train", "test" (evaluate and fit's validation),
+            "predict".
+    """
+    if isinstance(callback, tf_keras.callbacks.ProgbarLogger):
+        return False
+    declared = getattr(callback, "needs_every_step", None)
+    if declared is not None:
+        return bool(declared)
+    return any(getattr(callback, f"_implements_{hook}_batch_hooks")() for hook in hooks)
 
 
 class KLWarmup(tf_keras.callbacks.Callback):
@@ -32,6 +58,14 @@ class KLWarmup(tf_keras.callbacks.Callback):
             raise ValueError(f"the warm-up length must be an integer >= 1, got {length!r}")
         self.epochs = None if epochs is None else int(epochs)
         self.steps = None if steps is None else int(steps)
+
+    @property
+    def needs_every_step(self):
+        """In steps mode the ramp moves every step; in epochs mode only at epoch starts."""
+        return self.steps is not None
+
+    def _implements_train_batch_hooks(self):
+        return self.steps is not None
 
     def _set(self, value):
         self.model.kl_weight.assign(min(1.0, float(value)))

@@ -285,18 +285,26 @@ class NonFiniteGuard(tf_keras.callbacks.Callback):
         model.fit(data, epochs=10, callbacks=[NonFiniteGuard()])
     """
 
+    #: right at any steps_per_execution: the loss it reads is the epoch's running mean, which
+    #: stays non-finite once a step's loss was, so it only names the steps of the call that met it
+    needs_every_step = False
+
     def __init__(self, checkpointer=None):
         super().__init__()
         self.checkpointer = checkpointer
-        self._epoch = 0
+        self._epoch = self._steps_seen = 0
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
+        self._epoch, self._steps_seen = epoch, 0
 
     def on_train_batch_end(self, batch, logs=None):
+        # With steps_per_execution > 1 Keras calls this once per call of the compiled function,
+        # `batch` being the call's last step: the loss went bad in one of the steps since the last.
+        first, last, self._steps_seen = self._steps_seen + 1, batch + 1, batch + 1
         loss = (logs or {}).get("loss")
         if loss is not None and not np.isfinite(float(loss)):
-            self._stop(f"the loss was {float(loss)} at step {batch + 1} of epoch {self._epoch + 1}")
+            steps = f"step {last}" if first >= last else f"one of steps {first}-{last}"
+            self._stop(f"the loss was {float(loss)} at {steps} of epoch {self._epoch + 1}")
 
     def on_epoch_end(self, epoch, logs=None):
         bad = non_finite_variables(self.model)
@@ -325,7 +333,8 @@ def fit_resumable(model, examples, *, epochs, batch_size, checkpoint_dir, seed=0
     `checkpoint_dir` and first resuming from its latest checkpoint if there is one.
 
     A run killed at any point and started again with the same arguments ends with the same
-    weights as an uninterrupted run (see `Checkpointer`; the training step runs without XLA).
+    weights as an uninterrupted run (see `Checkpointer`; the training step runs without XLA and,
+    unless compile() was given a steps_per_execution, one step per call).
     A non-finite loss stops it with `NonFiniteLossError`, the last good checkpoint restored.
 
     Args:
@@ -363,8 +372,17 @@ def fit_resumable(model, examples, *, epochs, batch_size, checkpoint_dir, seed=0
     dataset, steps = epoch_batches(examples, batch_size, seed, done, epochs, binarize,
                                    drop_remainder)
     guard = NonFiniteGuard(checkpointer)
-    return model.fit(dataset, initial_epoch=done, epochs=epochs, steps_per_epoch=steps,
-                     callbacks=[guard, checkpointer, *callbacks], verbose=verbose)
+    # Under compile()'s default the steps per call follow the callbacks and the fit's length;
+    # but the random ops' streams belong to the traced function, which differs with that count,
+    # so a run resumed with other callbacks or fewer epochs left would draw other noise. One
+    # step per call, whatever the callbacks.
+    chosen = getattr(model, "_default_steps_per_execution", False)
+    model._default_steps_per_execution = False
+    try:
+        return model.fit(dataset, initial_epoch=done, epochs=epochs, steps_per_epoch=steps,
+                         callbacks=[guard, checkpointer, *callbacks], verbose=verbose)
+    finally:
+        model._default_steps_per_execution = chosen
 
 
 def _build_optimizer(model):

@@ -16,10 +16,13 @@ evaluates and exports the same way. A family registers itself with
 `@tfvae.models.register(name)` and declares `example_config`, the small configuration the
 shared test battery builds it with.
 """
+import inspect
+
 import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from tfvae import callbacks as tfvae_callbacks
 from tfvae import compat, layers, networks, validation
 
 
@@ -40,6 +43,20 @@ def check_shape_arg(name, value):
     return shape
 
 
+def _steps_per_epoch(x, batch_size, steps_per_epoch):
+    """The steps of one epoch of `fit(x, batch_size=..., steps_per_epoch=...)`, or None when
+    they are not known up front (a dataset of unknown or infinite length, a generator)."""
+    if steps_per_epoch:
+        return int(steps_per_epoch)
+    if isinstance(x, tf.data.Dataset):
+        count = int(x.cardinality())
+        return count if count >= 0 else None
+    length = getattr(x, "shape", None)
+    if length is None or not length:
+        return None
+    return -(-int(length[0]) // int(batch_size or 32))  # Keras' default batch for arrays
+
+
 class LatentVariableModel(tf_keras.Model):
     """Base class of every tfvae model. See the module docstring for what a family defines.
 
@@ -55,6 +72,14 @@ class LatentVariableModel(tf_keras.Model):
     body_arguments = ()
     #: a small configuration for 8x8x1 data: the shared test battery builds every family with it
     example_config = {}
+    #: training steps per call of the compiled function under compile()'s default, in a fit long
+    #: enough: a call costs Python and dispatch work that a small model's step feels (the IWAE
+    #: paper's VAE trained 1.2x faster at 16 than at 1; 32 and 64 were no faster; see
+    #: bench/throughput.py)
+    DEFAULT_STEPS_PER_EXECUTION = 16
+    #: ... but tracing the looping function costs 0.3-1.5 s more than the one-step function on
+    #: this project's machine, about what 1,000 steps of a small model gain back
+    MIN_STEPS_FOR_SEVERAL_PER_CALL = 1000
 
     def __new__(cls, *args, **kwargs):
         # Arguments of the wrong type (latent_dim="8", beta=None, hidden_units=16) fail here,
@@ -159,11 +184,18 @@ class LatentVariableModel(tf_keras.Model):
         """A deterministic code for x: the posterior mean."""
         return self.encode(x, training=training).mean()
 
-    def compile(self, optimizer=None, jit_compile="auto", **kwargs):
+    def compile(self, optimizer=None, jit_compile="auto", steps_per_execution=None, **kwargs):
         """`compile()` with Adam(1e-3) unless told otherwise; the model brings its own loss.
 
         jit_compile="auto" compiles the training step with XLA where `xla_pays()` says it was
         measured to pay, on one replica, unless `run_eagerly` is asked for.
+
+        steps_per_execution=None lets each `fit` choose: `DEFAULT_STEPS_PER_EXECUTION` steps per
+        call of the compiled function in a fit of at least `MIN_STEPS_FOR_SEVERAL_PER_CALL`
+        steps, one otherwise, and one whenever a callback must see every step
+        (`tfvae.callbacks.needs_every_step`: e.g. `KLWarmup(steps=...)`, a ModelCheckpoint
+        saving every N steps, a callback of one's own with batch hooks). A number (1 included)
+        or Keras' "auto" (its tuner) is passed on as given.
         """
         # A Keras 3 optimizer (tf.keras where TensorFlow came first) -> its tf_keras twin.
         optimizer = compat.to_tf_keras_optimizer(optimizer)
@@ -174,7 +206,27 @@ class LatentVariableModel(tf_keras.Model):
             # MirroredStrategy's replicas on one host's CPUs do not give it.
             jit_compile = (self.xla_pays() and not kwargs.get("run_eagerly")
                            and self.distribute_strategy.num_replicas_in_sync == 1)
-        super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
+        self._default_steps_per_execution = (steps_per_execution is None
+                                             and not kwargs.get("run_eagerly"))
+        super().compile(optimizer=optimizer, jit_compile=jit_compile,
+                        steps_per_execution=steps_per_execution or 1, **kwargs)
+
+    def _several_steps_per_call(self, call):
+        """Under compile()'s default: whether the fit `call` (fit's arguments by name) runs
+        several steps per call of the compiled function."""
+        if not getattr(self, "_default_steps_per_execution", False):
+            return False
+        callbacks = call.get("callbacks") or ()
+        if isinstance(callbacks, tf_keras.callbacks.CallbackList):
+            callbacks = callbacks.callbacks
+        if any(tfvae_callbacks.needs_every_step(c, ("train", "test")) for c in callbacks):
+            return False
+        per_epoch = _steps_per_epoch(call.get("x"), call.get("batch_size"),
+                                     call.get("steps_per_epoch"))
+        if per_epoch is None:  # unknown or infinite: long enough
+            return True
+        epochs = call.get("epochs", 1) - call.get("initial_epoch", 0)
+        return per_epoch * epochs >= self.MIN_STEPS_FOR_SEVERAL_PER_CALL
 
     def xla_pays(self):
         """Whether XLA speeds this model's training step up on CPU (bench/throughput.py): yes for
@@ -200,7 +252,19 @@ class LatentVariableModel(tf_keras.Model):
         self._check_examples(x, "fit")
         # Keras 3 callbacks -> their tf_keras twins (callbacks is fit's 6th argument, x the 1st).
         args, kwargs = compat.convert_callbacks_argument(args, kwargs, position=4)
-        return super().fit(x, *args, **kwargs)
+        call = inspect.signature(tf_keras.Model.fit).bind(self, x, *args, **kwargs).arguments
+        several = self._several_steps_per_call(call)
+        if several:
+            # Keras caches its compiled functions, and one built for a single step per call
+            # ignores the count: rebuild them as loops (a loop runs one step as well, so they
+            # can stay cached when the count goes back to 1 after this fit).
+            self.train_function = self.test_function = self.predict_function = None
+            self._steps_per_execution.assign(self.DEFAULT_STEPS_PER_EXECUTION)
+        try:
+            return super().fit(x, *args, **kwargs)
+        finally:
+            if several:  # evaluate, predict and train_on_batch go on one step per call
+                self._steps_per_execution.assign(1)
 
     def evaluate(self, x=None, *args, **kwargs):
         self._check_examples(x, "evaluate")
