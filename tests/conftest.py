@@ -29,3 +29,27 @@ def digits():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def tf_only():
+    """`run(export_dir, cases_file, out_file)`: an export's signatures run in one process, kept
+    for the session, where tfvae, TFP and tf_keras cannot be imported (tests/tf_only.py)."""
+    import subprocess
+    import sys
+
+    worker = subprocess.Popen([sys.executable, str(Path(__file__).parent / "tf_only.py"),
+                               "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+
+    def run(export_dir, cases_file, out_file):
+        worker.stdin.write(f"{export_dir}\t{cases_file}\t{out_file}\n")
+        worker.stdin.flush()
+        answer = worker.stdout.readline().strip()
+        if not answer:  # the worker died (e.g. a blocked import): its stderr says why
+            raise AssertionError(f"the TensorFlow-only worker ended: {worker.stderr.read()[-3000:]}")
+        assert answer == "ok", answer
+
+    yield run
+    worker.stdin.close()
+    worker.wait(timeout=60)

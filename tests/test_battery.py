@@ -8,9 +8,6 @@ TensorFlow-only export check. Models are tiny and trained for a few steps: this 
 and invariants; the quality of trained models is checked in focused tests and in bench/.
 """
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -171,7 +168,7 @@ def test_weights_and_keras_file_reload_to_equal_outputs(case, data, tmp_path):
     np.testing.assert_allclose(reloaded(data), model(data), rtol=1e-6, atol=1e-6)
 
 
-def test_export_runs_with_tensorflow_alone(case, data, tmp_path):
+def test_export_runs_with_tensorflow_alone(case, data, tmp_path, tf_only):
     model = build(*case)
     model.compile()
     model.fit(data, epochs=1, verbose=0)
@@ -182,11 +179,7 @@ def test_export_runs_with_tensorflow_alone(case, data, tmp_path):
     z = np.random.default_rng(0).normal(size=(4, *model.latent_shape)).astype(np.float32)
     np.savez(tmp_path / "cases.npz", encode__x=x, decode__z=z, sample__seed=seeds,
              reconstruct__x=x, serving_default__x=x, score__x=x)
-    result = subprocess.run(
-        [sys.executable, str(Path(__file__).parent / "tf_only.py"), str(path),
-         str(tmp_path / "cases.npz"), str(tmp_path / "out.npz")],
-        capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    tf_only(path, tmp_path / "cases.npz", tmp_path / "out.npz")
     expected = {
         "encode": model.encode_outputs(tf.constant(x)),
         "decode": model.decode_outputs(tf.constant(z)),
