@@ -40,15 +40,15 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# tfvae before TensorFlow: importing it quiets TensorFlow's C++ start-up logs (tfvae.logs).
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+import tfvae  # noqa: E402
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-import tfvae  # noqa: E402
 
 SHARED_DATA = REPO.parent / "shared" / "data"
 MNIST = (28, 28, 1)

@@ -35,14 +35,14 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# tfvae before TensorFlow: importing it quiets TensorFlow's C++ start-up logs (tfvae.logs).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import tfvae  # noqa: E402
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import tfvae  # noqa: E402
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "tensorflow_datasets"
 LATENT, BATCH, LR = 2, 32, 1e-4

@@ -27,19 +27,18 @@ binarization (../shared/data/binarized_mnist.npz).
 import argparse
 import hashlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# tfvae before TensorFlow: importing it quiets TensorFlow's C++ start-up logs (tfvae.logs).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import tfvae  # noqa: E402
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import tfvae  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MNIST = (28, 28, 1)
