@@ -73,11 +73,10 @@ class LatentVariableModel(tf_keras.Model):
     #: a small configuration for 8x8x1 data: the shared test battery builds every family with it
     example_config = {}
     #: training steps per call of the compiled function under compile()'s default, in a fit long
-    #: enough: a call costs Python and dispatch work that a small model's step feels (the IWAE
-    #: paper's VAE trained 1.2x faster at 16 than at 1; 32 and 64 were no faster; see
-    #: bench/throughput.py)
+    #: enough: a call costs Python and dispatch work that a small model's step feels
+    #: (bench/throughput.py: 1.56x and 1.15x one step per call at its two sizes; 64 no faster)
     DEFAULT_STEPS_PER_EXECUTION = 16
-    #: ... but tracing the looping function costs 0.3-1.5 s more than the one-step function on
+    #: ... but tracing the looping function costs 0.3-1.6 s more than the one-step function on
     #: this project's machine, about what 1,000 steps of a small model gain back
     MIN_STEPS_FOR_SEVERAL_PER_CALL = 1000
 
