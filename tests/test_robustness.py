@@ -331,6 +331,7 @@ def test_compile_default_runs_several_steps_per_call_in_long_fits_unless_a_callb
         assert fit(3, callback) == (list(range(40)) * 3, 120), type(callback).__name__
     # Epoch-level callbacks keep the default.
     for callback in (tfvae.callbacks.KLWarmup(epochs=2), tf_keras.callbacks.EarlyStopping("loss"),
+                     tf_keras.callbacks.TerminateOnNaN(),
                      tf_keras.callbacks.ModelCheckpoint(os.devnull, save_weights_only=True,
                                                         save_freq="epoch")):
         assert not tfvae.callbacks.needs_every_step(callback), type(callback).__name__

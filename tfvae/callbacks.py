@@ -15,14 +15,15 @@ def needs_every_step(callback, hooks=("train", "test")):
     callbacks say whether they use their batch hooks (`_implements_train_batch_hooks`: e.g.
     ModelCheckpoint only with an integer `save_freq`); a callback may also say, with a
     `needs_every_step` attribute, that its hooks are right at any count (`NonFiniteGuard`) or
-    wrong. The progress bar only redraws less often.
+    wrong. The progress bar only redraws less often, and TerminateOnNaN, like NonFiniteGuard,
+    reads the epoch's running-mean loss, which stays NaN once a step's loss was.
 
     Args:
         callback: a tf_keras callback.
         hooks: which batch hooks count: "train", "test" (evaluate and fit's validation),
             "predict".
     """
-    if isinstance(callback, tf_keras.callbacks.ProgbarLogger):
+    if isinstance(callback, (tf_keras.callbacks.ProgbarLogger, tf_keras.callbacks.TerminateOnNaN)):
         return False
     declared = getattr(callback, "needs_every_step", None)
     if declared is not None:
