@@ -5,7 +5,7 @@ import numbers
 import tf_keras
 
 
-def needs_every_step(callback, hooks=("train", "test")):
+def needs_every_step(callback):
     """Whether `callback`'s batch hooks must run after every step rather than once per call of
     the compiled function (which runs `steps_per_execution` steps).
 
@@ -19,16 +19,14 @@ def needs_every_step(callback, hooks=("train", "test")):
     reads the epoch's running-mean loss, which stays NaN once a step's loss was.
 
     Args:
-        callback: a tf_keras callback.
-        hooks: which batch hooks count: "train", "test" (evaluate and fit's validation),
-            "predict".
+        callback: a tf_keras callback; its train and test (fit's validation) hooks count.
     """
     if isinstance(callback, (tf_keras.callbacks.ProgbarLogger, tf_keras.callbacks.TerminateOnNaN)):
         return False
     declared = getattr(callback, "needs_every_step", None)
     if declared is not None:
         return bool(declared)
-    return any(getattr(callback, f"_implements_{hook}_batch_hooks")() for hook in hooks)
+    return callback._implements_train_batch_hooks() or callback._implements_test_batch_hooks()
 
 
 class KLWarmup(tf_keras.callbacks.Callback):
@@ -60,12 +58,8 @@ class KLWarmup(tf_keras.callbacks.Callback):
         self.epochs = None if epochs is None else int(epochs)
         self.steps = None if steps is None else int(steps)
 
-    @property
-    def needs_every_step(self):
-        """In steps mode the ramp moves every step; in epochs mode only at epoch starts."""
-        return self.steps is not None
-
     def _implements_train_batch_hooks(self):
+        # In steps mode the ramp moves every step; in epochs mode only at epoch starts.
         return self.steps is not None
 
     def _set(self, value):

@@ -218,7 +218,7 @@ class LatentVariableModel(tf_keras.Model):
         callbacks = call.get("callbacks") or ()
         if isinstance(callbacks, tf_keras.callbacks.CallbackList):
             callbacks = callbacks.callbacks
-        if any(tfvae_callbacks.needs_every_step(c, ("train", "test")) for c in callbacks):
+        if any(tfvae_callbacks.needs_every_step(c) for c in callbacks):
             return False
         per_epoch = _steps_per_epoch(call.get("x"), call.get("batch_size"),
                                      call.get("steps_per_epoch"))
