@@ -88,14 +88,26 @@ def build(name, make, shape):
     return tfvae.models.get(name, input_shape=shape, **make())
 
 
-@pytest.fixture(params=range(len(CASES)), ids=IDS)
+# Module-scoped, so that pytest runs a case's tests together and `trained` is built once a case.
+@pytest.fixture(scope="module", params=range(len(CASES)), ids=IDS)
 def case(request):
     return CASES[request.param]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def data(case, digits):
     return digits if case[2] == DIGITS else rgb16_images()
+
+
+@pytest.fixture(scope="module")
+def trained(case, data):
+    """The case's model after one epoch, for the tests that only save, export and call it.
+    Without XLA: compiling the step costs seconds a case, and XLA is the subject of
+    test_train_step_compiles_under_xla_with_static_shapes alone."""
+    model = build(*case)
+    model.compile(jit_compile=False)
+    model.fit(data, epochs=1, verbose=0)
+    return model
 
 
 def test_every_registered_family_is_in_the_battery():
@@ -129,7 +141,9 @@ def test_terms_are_per_example_and_finite(case, data):
 
 def test_fit_on_arrays_and_datasets_lowers_the_loss(case, data):
     model = build(*case)
-    model.compile(optimizer=tf_keras.optimizers.Adam(3e-3))
+    # Without XLA (compiling the train, test and predict steps took most of this test's time):
+    # the XLA test below trains and evaluates every case compiled.
+    model.compile(optimizer=tf_keras.optimizers.Adam(3e-3), jit_compile=False)
     before = model.evaluate(data, verbose=0, return_dict=True)
     assert set(before) == {m.name for m in model.metrics}
     model.fit(data, batch_size=16, epochs=15, verbose=0)
@@ -147,17 +161,18 @@ def test_train_step_compiles_under_xla_with_static_shapes(case, data):
     model = build(*case)
     model.compile(optimizer=tf_keras.optimizers.Adam(3e-3), jit_compile=True)
     before = [w.numpy().copy() for w in model.trainable_weights]
-    dataset = tf.data.Dataset.from_tensor_slices(data).batch(16, drop_remainder=True)
-    history = model.fit(dataset, epochs=2, verbose=0)
+    # Two steps: a compiled step of the contractive autoencoder's conv Jacobian takes seconds.
+    dataset = tf.data.Dataset.from_tensor_slices(data[:32]).batch(16, drop_remainder=True)
+    history = model.fit(dataset, epochs=1, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
     assert all(np.all(np.isfinite(w.numpy())) for w in model.trainable_weights)
     assert any(not np.array_equal(b, w.numpy()) for b, w in zip(before, model.trainable_weights))
+    metrics = model.evaluate(dataset, verbose=0, return_dict=True)  # the test step compiles too
+    assert np.all(np.isfinite(list(metrics.values())))
 
 
-def test_weights_and_keras_file_reload_to_equal_outputs(case, data, tmp_path):
-    model = build(*case)
-    model.compile()
-    model.fit(data, epochs=1, verbose=0)
+def test_weights_and_keras_file_reload_to_equal_outputs(trained, data, tmp_path):
+    model = trained
     model.save_weights(tmp_path / "w.h5")
     clone = type(model).from_config(model.get_config())
     clone.load_weights(tmp_path / "w.h5")
@@ -168,10 +183,8 @@ def test_weights_and_keras_file_reload_to_equal_outputs(case, data, tmp_path):
     np.testing.assert_allclose(reloaded(data), model(data), rtol=1e-6, atol=1e-6)
 
 
-def test_export_runs_with_tensorflow_alone(case, data, tmp_path, tf_only):
-    model = build(*case)
-    model.compile()
-    model.fit(data, epochs=1, verbose=0)
+def test_export_runs_with_tensorflow_alone(case, trained, data, tmp_path, tf_only):
+    model = trained
     path = tfvae.export(model, tmp_path / "exports" / "m", data="digits", metrics={"loss": 1.0})
     assert path == tmp_path / "exports" / "m" / "1"
     x = data[:4]
