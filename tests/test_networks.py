@@ -38,7 +38,9 @@ def test_every_family_trains_saves_and_reloads_with_own_bodies(name, digits, tmp
     tf_keras.utils.set_random_seed(0)
     model = tfvae.models.get(name, input_shape=DIGITS, **own_bodies_config(name))
     assert isinstance(model.encoder, tf_keras.Sequential)
-    model.compile(optimizer=tf_keras.optimizers.Adam(3e-3))
+    # Without XLA, which dense bodies would get: compiling took most of this test's time, and
+    # tests/test_battery.py trains every family compiled, with own bodies too.
+    model.compile(optimizer=tf_keras.optimizers.Adam(3e-3), jit_compile=False)
     before = model.evaluate(digits, verbose=0, return_dict=True)["loss"]
     model.fit(digits, batch_size=16, epochs=5, verbose=0)
     assert model.evaluate(digits, verbose=0, return_dict=True)["loss"] < before

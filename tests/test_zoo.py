@@ -308,9 +308,11 @@ def test_from_pretrained_equals_the_export_and_fine_tunes(name):
                                served.sample(np.arange(4))["x"], atol=1e-4)
     # Fine-tuning as the README does it: a few steps at Adam 1e-4 lower the loss on these images.
     # (Adam's first steps move every weight by about the learning rate: at 1e-3, 8 steps leave
-    # a trained autoencoder worse than it started.)
+    # a trained autoencoder worse than it started.) Without XLA, which the README's compile()
+    # would choose for most: compiling these MNIST-sized steps took most of this test's time,
+    # and tests/test_battery.py trains every family compiled.
     tf_keras.utils.set_random_seed(0)
-    model.compile(optimizer=tf_keras.optimizers.Adam(1e-4))
+    model.compile(optimizer=tf_keras.optimizers.Adam(1e-4), jit_compile=False)
     before = model.evaluate(x, batch_size=256, verbose=0, return_dict=True)["loss"]
     model.fit(x, batch_size=64, epochs=2, verbose=0)
     after = model.evaluate(x, batch_size=256, verbose=0, return_dict=True)["loss"]
