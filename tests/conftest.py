@@ -32,6 +32,18 @@ def rng():
 
 
 @pytest.fixture(scope="session")
+def clone(tmp_path_factory):
+    """The saved_models/ of a clone in which the README's first command exported a model of its
+    own beside the shipped ones (test_zoo.clone_with_command_1). One for the session: the zoo and
+    notebook tests that use it only read it, and making it trains a model."""
+    from test_zoo import MANIFEST, SAVED, ZOO, clone_with_command_1
+
+    if not MANIFEST or not all((SAVED / name).is_dir() for name in ZOO):
+        pytest.skip("saved_models/ has not been trained yet (python bench/train_zoo.py)")
+    return clone_with_command_1(tmp_path_factory.mktemp("clone"))
+
+
+@pytest.fixture(scope="session")
 def tf_only():
     """`run(export_dir, cases_file, out_file)`: an export's signatures run in one process, kept
     for the session, where tfvae, TFP and tf_keras cannot be imported (tests/tf_only.py)."""

@@ -66,18 +66,17 @@ def test_notebook_runs(name, tmp_path, monkeypatch):
     _run(name, tmp_path, monkeypatch)
 
 
-def test_pretrained_notebook_in_a_clone_with_a_users_export(tmp_path, monkeypatch):
-    """The issue "Colab as it ships": the README's first command, then the tests, in one clone.
-    That command used to export vae_digits (8x8 digits) into saved_models/, where the notebook
-    took it for a shipped MNIST model ("cannot reshape array of size 784 into shape (8,8,1)")."""
-    from test_zoo import clone_with_command_1
+def test_pretrained_notebook_in_a_clone_with_a_users_export(clone, tmp_path, monkeypatch):
+    """The issue "Colab as it ships": the README's first command, then the tests, in one clone
+    (`clone`: conftest.py). That command used to export vae_digits (8x8 digits) into
+    saved_models/, where the notebook took it for a shipped MNIST model ("cannot reshape array
+    of size 784 into shape (8,8,1)")."""
     from tfvae import loading
 
     assert ZOO_VARIABLE == loading.ENVIRONMENT_VARIABLE
     _check_pretrained_can_run()
-    saved = clone_with_command_1(tmp_path / "clone")
-    assert (saved / "vae_digits" / "1" / "saved_model.pb").is_file()
-    monkeypatch.setenv(ZOO_VARIABLE, str(saved))
+    assert (clone / "vae_digits" / "1" / "saved_model.pb").is_file()
+    monkeypatch.setenv(ZOO_VARIABLE, str(clone))
     printed = _run_pretrained(tmp_path / "output", monkeypatch)
     assert "vae_digits" not in printed
     for shipped in _shipped():

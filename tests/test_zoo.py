@@ -213,13 +213,6 @@ def clone_with_command_1(folder):
     return saved
 
 
-@pytest.fixture(scope="module")
-def clone(tmp_path_factory):
-    if not MANIFEST or not all((SAVED / name).is_dir() for name in ZOO):
-        pytest.skip("saved_models/ has not been trained yet (python bench/train_zoo.py)")
-    return clone_with_command_1(tmp_path_factory.mktemp("clone"))
-
-
 def test_a_users_export_in_saved_models_is_not_a_shipped_model(clone, monkeypatch):
     """The issue: after the README's first command had exported vae_digits into saved_models/,
     the pretrained notebook loaded it as a shipped MNIST model and `tfvae sample
