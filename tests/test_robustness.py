@@ -67,7 +67,8 @@ def train_command(folder, run):
 @pytest.fixture(scope="module", autouse=True)
 def background(request, tmp_path_factory):
     """Starts the subprocesses of the slow tests at once, so that they run while the in-process
-    tests do (one test at a time leaves a core idle while it traces); the tests collect them."""
+    tests do (one test at a time leaves a core idle while it traces); the tests that collect them
+    come last in this module."""
     selected = {item.name.split("[")[0] for item in request.session.items}
     folder = tmp_path_factory.mktemp("background")
     jobs = {}
@@ -97,46 +98,6 @@ def small_vae():
 
 
 # ---- distribution --------------------------------------------------------------------------
-def test_two_replicas_match_one_device_and_every_family_trains_mirrored(background):
-    folder, jobs = background
-    code, _, err = finish(jobs["mirrored"])
-    assert code == 0, err[-3000:]
-    result = json.loads((folder / "mirrored.json").read_text())
-    assert result["replicas"] == 2
-    # A deterministic autoencoder with SGD on the same global batches (the last one, of 3
-    # examples, split 2 / 1): two replicas land where one device does...
-    assert result["moved"] > 0.1
-    assert result["two_vs_one"] < 1e-5
-    # ... while the mistakes the loss scaling guards against land far off: gradients summed over
-    # replicas without the division (= twice the learning rate), or each replica's mean divided
-    # by the number of replicas, wrong for an uneven split.
-    assert result["doubled_vs_one"] > 1000 * max(result["two_vs_one"], 1e-7)
-    assert result["per_replica_mean_vs_one"] > 1000 * max(result["two_vs_one"], 1e-7)
-    assert set(result["families"]) == set(tfvae.models.names())
-    for name, losses in result["families"].items():
-        assert all(math.isfinite(loss) for loss in losses), name
-
-
-def test_two_workers_train_together_over_loopback(background, digits):
-    folder, jobs = background
-    for process in jobs["workers"]:
-        code, _, err = finish(process)
-        assert code == 0, err[-3000:]
-    w0, w1 = (np.load(folder / f"w{i}.npz") for i in range(2))
-    assert int(w0["replicas"]) == int(w1["replicas"]) == 2
-    assert float(w0["moved"]) > 0.1
-    # The same training in one process, on whole batches (robustness_helper.worker).
-    tf_keras.utils.set_random_seed(0)
-    alone = tfvae.models.get("ae", input_shape=DIGITS, latent_dim=3, hidden_units=(16,))
-    alone.compile(optimizer=tf_keras.optimizers.SGD(0.1), jit_compile=False)
-    alone.fit(tf.data.Dataset.from_tensor_slices(digits).batch(16), epochs=2, verbose=0)
-    for i, weight in enumerate(alone.trainable_variables):
-        # Each worker saw half of every global batch, yet both hold the same weights, the ones
-        # one process gets from the whole batches.
-        np.testing.assert_array_equal(w0[f"w{i}"], w1[f"w{i}"])
-        np.testing.assert_allclose(w0[f"w{i}"], weight.numpy(), atol=1e-5)
-
-
 def test_strategies_by_name_and_clear_errors(monkeypatch):
     assert training.strategy_from_name("default") is tf.distribute.get_strategy()
     assert training.strategy_from_name("mirrored").num_replicas_in_sync == 1  # this CPU
@@ -152,27 +113,6 @@ def test_strategies_by_name_and_clear_errors(monkeypatch):
 
 
 # ---- checkpoints and resume ----------------------------------------------------------------
-def test_a_killed_training_resumes_to_the_same_weights(background):
-    folder, jobs = background
-    code, _, err = finish(jobs["killed"])
-    assert code == -signal.SIGKILL, err[-3000:]
-    assert training.epochs_done(folder / "killed") == 1
-    code, out, err = finish(helper("train", *train_command(folder, "killed")))
-    assert code == 0, err[-3000:]
-    assert "1 of 2 epochs done" in err
-    assert json.loads(out.strip().splitlines()[-1])["resumed_after_epochs"] == 1
-    code, out, err = finish(jobs["whole"])
-    assert code == 0, err[-3000:]
-
-    whole = tf_keras.models.load_model(folder / "whole.keras").get_weights()
-    resumed = tf_keras.models.load_model(folder / "killed.keras").get_weights()
-    # The sampling noise, data order and binarization of epoch 2 were replayed exactly: any of
-    # them drawn afresh would move the weights by far more.
-    for a, b in zip(whole, resumed):
-        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
-    assert training.epochs_done(folder / "killed") == 2
-
-
 def test_resuming_a_different_run_is_refused(tmp_path, digits):
     examples = tf.data.Dataset.from_tensor_slices(digits)
     for latent_dim in (2, 3):
@@ -733,3 +673,66 @@ def test_a_loaded_model_gives_the_same_results_from_eight_threads(exported):
             for key, value in result.items():
                 np.testing.assert_allclose(value, serial[i][key], rtol=1e-6, atol=1e-6,
                                            err_msg=key)
+
+
+# ---- the background subprocesses (distribution, resume after a kill) ----------------------
+# Last, so that the subprocesses `background` started ran while every test above did.
+def test_a_killed_training_resumes_to_the_same_weights(background):
+    folder, jobs = background
+    code, _, err = finish(jobs["killed"])
+    assert code == -signal.SIGKILL, err[-3000:]
+    assert training.epochs_done(folder / "killed") == 1
+    code, out, err = finish(helper("train", *train_command(folder, "killed")))
+    assert code == 0, err[-3000:]
+    assert "1 of 2 epochs done" in err
+    assert json.loads(out.strip().splitlines()[-1])["resumed_after_epochs"] == 1
+    code, out, err = finish(jobs["whole"])
+    assert code == 0, err[-3000:]
+
+    whole = tf_keras.models.load_model(folder / "whole.keras").get_weights()
+    resumed = tf_keras.models.load_model(folder / "killed.keras").get_weights()
+    # The sampling noise, data order and binarization of epoch 2 were replayed exactly: any of
+    # them drawn afresh would move the weights by far more.
+    for a, b in zip(whole, resumed):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    assert training.epochs_done(folder / "killed") == 2
+
+
+def test_two_workers_train_together_over_loopback(background, digits):
+    folder, jobs = background
+    for process in jobs["workers"]:
+        code, _, err = finish(process)
+        assert code == 0, err[-3000:]
+    w0, w1 = (np.load(folder / f"w{i}.npz") for i in range(2))
+    assert int(w0["replicas"]) == int(w1["replicas"]) == 2
+    assert float(w0["moved"]) > 0.1
+    # The same training in one process, on whole batches (robustness_helper.worker).
+    tf_keras.utils.set_random_seed(0)
+    alone = tfvae.models.get("ae", input_shape=DIGITS, latent_dim=3, hidden_units=(16,))
+    alone.compile(optimizer=tf_keras.optimizers.SGD(0.1), jit_compile=False)
+    alone.fit(tf.data.Dataset.from_tensor_slices(digits).batch(16), epochs=2, verbose=0)
+    for i, weight in enumerate(alone.trainable_variables):
+        # Each worker saw half of every global batch, yet both hold the same weights, the ones
+        # one process gets from the whole batches.
+        np.testing.assert_array_equal(w0[f"w{i}"], w1[f"w{i}"])
+        np.testing.assert_allclose(w0[f"w{i}"], weight.numpy(), atol=1e-5)
+
+
+def test_two_replicas_match_one_device_and_every_family_trains_mirrored(background):
+    folder, jobs = background
+    code, _, err = finish(jobs["mirrored"])
+    assert code == 0, err[-3000:]
+    result = json.loads((folder / "mirrored.json").read_text())
+    assert result["replicas"] == 2
+    # A deterministic autoencoder with SGD on the same global batches (the last one, of 3
+    # examples, split 2 / 1): two replicas land where one device does...
+    assert result["moved"] > 0.1
+    assert result["two_vs_one"] < 1e-5
+    # ... while the mistakes the loss scaling guards against land far off: gradients summed over
+    # replicas without the division (= twice the learning rate), or each replica's mean divided
+    # by the number of replicas, wrong for an uneven split.
+    assert result["doubled_vs_one"] > 1000 * max(result["two_vs_one"], 1e-7)
+    assert result["per_replica_mean_vs_one"] > 1000 * max(result["two_vs_one"], 1e-7)
+    assert set(result["families"]) == set(tfvae.models.names())
+    for name, losses in result["families"].items():
+        assert all(math.isfinite(loss) for loss in losses), name
