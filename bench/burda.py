@@ -65,9 +65,11 @@ ZOO_TEST = "tfvae.data.load('mnist', 'test', binarize='static', seed=0)"
 def build(name):
     if name == "vae":
         return tfvae.models.VAE(input_shape=MNIST, latent_dim=50, hidden_units=(200, 200))
-    # The warm-up is this script's own (per epoch, WARMUP_EPOCHS), not the model's default.
+    # The paper's model: no batch norm; the warm-up is this script's own (per epoch,
+    # WARMUP_EPOCHS), not the model's default.
     return tfvae.models.HierarchicalVAE(input_shape=MNIST, latent_dims=(100, 50),
-                                        hidden_units=((200, 200), (100, 100)), kl_warmup_steps=0)
+                                        hidden_units=((200, 200), (100, 100)), batch_norm=False,
+                                        kl_warmup_steps=0)
 
 
 def learning_rate(steps_per_epoch):

@@ -256,6 +256,10 @@ class HierarchicalVAE(HierarchyBase):
         activation: hidden layers' activation.
         batch_norm: batch normalization after every hidden Dense layer, inference and
             generative networks alike (what Sønderby et al. 2016 found a deep chain needs).
+            On by default: with it, the defaults on MNIST's grey levels keep 9-10 active units
+            in the top layer and beat the one-layer VAE's test ELBO by 1.3-1.5 nats after 10
+            epochs, where without it the chain only ties the VAE (bench/defaults.py). False
+            gives the IWAE paper's model.
         beta, free_bits, iwae_samples: the objective, as for `VAE`; the free-bits floor is per
             layer.
         kl_warmup_steps: the KL weight rises from 0 to 1 over this many optimizer steps
@@ -263,14 +267,14 @@ class HierarchicalVAE(HierarchyBase):
 
     Example (IWAE's two-layer model):
         model = HierarchicalVAE(input_shape=(28, 28, 1), latent_dims=(100, 50),
-                                hidden_units=((200, 200), (100, 100)))
+                                hidden_units=((200, 200), (100, 100)), batch_norm=False)
     """
 
     example_config = dict(latent_dims=(3, 2), hidden_units=(16,))
 
     def __init__(self, input_shape=(28, 28, 1), latent_dims=(100, 50), hidden_units=None,
                  likelihood="bernoulli", likelihood_scale=None, activation="relu",
-                 batch_norm=False, beta=1.0, free_bits=0.0, iwae_samples=1,
+                 batch_norm=True, beta=1.0, free_bits=0.0, iwae_samples=1,
                  kl_warmup_steps=HierarchyBase.DEFAULT_KL_WARMUP_STEPS, encoder=None,
                  decoder=None, name="hvae", **kwargs):
         super().__init__(name=name, **kwargs)
@@ -315,7 +319,7 @@ class LadderVAE(HierarchyBase):
     estimate, and q(z_l|z_l+1, x) the precision-weighted combination of the estimate with the
     prior p(z_l|z_l+1), whose network is the generative model's own. Every KL term is then in
     closed form given the layer above. `fit` reports `kl_1` ... `kl_L` besides the totals.
-    Train it with `tfvae.callbacks.KLWarmup` as the paper does.
+    Batch norm and a KL warm-up, which the paper found a deep model needs, are on by default.
 
     Args:
         input_shape: shape of one example.
@@ -327,15 +331,17 @@ class LadderVAE(HierarchyBase):
             together): x -> d_1 [batch, F] and z_1 -> features (see tfvae.networks);
             hidden_units then lists the layers above z_1.
         likelihood, likelihood_scale, activation: as for `VAE`.
-        batch_norm: batch normalization after every hidden Dense layer.
+        batch_norm: batch normalization after every hidden Dense layer; on by default: with
+            defaults on MNIST's grey levels every layer stays active and the test ELBO beats
+            the one-layer VAE's by 2.8 nats after 6 epochs; without, all layers but z_1
+            collapse and the gain is 1.4 (bench/defaults.py).
         beta, free_bits, iwae_samples: the objective, as for `VAE` (free bits per layer).
         kl_warmup_steps: as for `HierarchicalVAE` (1000 steps by default; the paper warms up
             over its first 200 epochs: pass that many steps to train as it does).
 
     Example (the paper's MNIST model):
         model = LadderVAE(input_shape=(28, 28, 1), latent_dims=(64, 32, 16, 8, 4),
-                          hidden_units=((512, 512), (256, 256), (128, 128), (64, 64), (32, 32)),
-                          batch_norm=True)
+                          hidden_units=((512, 512), (256, 256), (128, 128), (64, 64), (32, 32)))
     """
 
     lower_kl_in_closed_form = True
@@ -345,7 +351,7 @@ class LadderVAE(HierarchyBase):
 
     def __init__(self, input_shape=(28, 28, 1), latent_dims=(64, 32, 16, 8, 4),
                  hidden_units=None, likelihood="bernoulli", likelihood_scale=None,
-                 activation="relu", batch_norm=False, beta=1.0, free_bits=0.0, iwae_samples=1,
+                 activation="relu", batch_norm=True, beta=1.0, free_bits=0.0, iwae_samples=1,
                  kl_warmup_steps=HierarchyBase.DEFAULT_KL_WARMUP_STEPS, encoder=None,
                  decoder=None, name="ladder_vae", **kwargs):
         super().__init__(name=name, **kwargs)
