@@ -133,7 +133,9 @@ def test_sparse_mean_activation_moves_towards_rho_as_its_weight_grows(digits):
     distances = []
     for weight in (0.0, 0.3, 3.0):
         model = build("sparse_ae", latent_dim=8, sparsity_weight=weight, rho=rho)
-        model.compile(optimizer=tf_keras.optimizers.Adam(1e-2))
+        # Without XLA (its compiling took most of the time; the same distances to 1e-6): the
+        # battery trains the family compiled.
+        model.compile(optimizer=tf_keras.optimizers.Adam(1e-2), jit_compile=False)
         model.fit(digits, batch_size=32, epochs=40, verbose=0)
         distances.append(abs(mean_activation(model, digits) - rho))
     assert distances[0] > distances[1] > distances[2], distances
@@ -145,7 +147,7 @@ def test_l1_penalty_shrinks_codes(digits):
     for weight in (0.0, 1.0):
         model = build("sparse_ae", latent_dim=8, l1_weight=weight, sparsity_weight=0.0,
                       code_activation="relu")
-        model.compile(optimizer=tf_keras.optimizers.Adam(1e-2))
+        model.compile(optimizer=tf_keras.optimizers.Adam(1e-2), jit_compile=False)  # as above
         model.fit(digits, batch_size=32, epochs=30, verbose=0)
         sizes.append(float(np.mean(model.compute_terms(tf.constant(digits))["l1"])))
     assert sizes[1] < 0.5 * sizes[0], sizes
