@@ -15,7 +15,10 @@ Four arms per model size, all on dynamically binarized MNIST, Bernoulli likeliho
   Adam, one jit-compiled tf.function per step, no Keras) on that in-memory pipeline.
 Runs alternate between the arms, in a rotating order, so the machine's noise hits all alike.
 Each run trains `--epochs + 1` epochs; the first (tracing, XLA compilation, the partial last
-batch's shape) is not timed. The line printed holds, per size, the median examples/s of each arm and the ratios.
+batch's shape) is not timed. The line printed holds, per size, the median examples/s of each arm and the ratios,
+and the median CPU seconds (all the process's threads) per timed epoch with their ratios: on a shared
+machine whose wall-clock speed wanders by tens of percent between runs, the CPU seconds an arm
+costs hold much steadier.
 
     python bench/throughput.py                        # both sizes, 2 timed epochs, 3 runs
     python bench/throughput.py --sizes paper --runs 5
@@ -23,6 +26,7 @@ batch's shape) is not timed. The line printed holds, per size, the median exampl
 import argparse
 import json
 import os
+import resource
 import statistics
 import sys
 import time
@@ -45,26 +49,33 @@ SIZES = {"paper": ((200, 200), 50, 100),   # the IWAE paper's one-layer VAE
 ARMS = ("load", "from_arrays", "in_memory", "in_memory_spe1", "in_memory_spe64", "reference")
 
 
+def cpu_seconds():
+    """CPU seconds this process has used so far, on all its threads (tf.data's included)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 class EpochTimer(tf_keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
-        self.seconds = []
+        self.seconds, self.cpu = [], []
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
+        self._start, self._cpu = time.perf_counter(), cpu_seconds()
 
     def on_epoch_end(self, epoch, logs=None):
         self.seconds.append(time.perf_counter() - self._start)
+        self.cpu.append(cpu_seconds() - self._cpu)
 
 
 def run_tfvae(dataset, shape, hidden, latent, epochs, steps_per_execution=None):
-    """Seconds of the epochs after the first, and the last epoch's loss."""
+    """Seconds and CPU seconds of the epochs after the first, and the last epoch's loss."""
     tf_keras.utils.set_random_seed(0)
     model = tfvae.models.VAE(input_shape=shape, latent_dim=latent, hidden_units=hidden)
     model.compile(steps_per_execution=steps_per_execution)
     timer = EpochTimer()
     history = model.fit(dataset, epochs=epochs + 1, verbose=0, callbacks=[timer])
-    return sum(timer.seconds[1:]), float(history.history["loss"][-1])
+    return sum(timer.seconds[1:]), sum(timer.cpu[1:]), float(history.history["loss"][-1])
 
 
 class Reference(tf.Module):
@@ -122,12 +133,14 @@ class Reference(tf.Module):
 def run_reference(dataset, shape, hidden, latent, epochs):
     tf.random.set_seed(0)
     reference = Reference(int(np.prod(shape)), hidden, latent)
-    seconds = []
+    seconds, cpu = [], []
     for _ in range(epochs + 1):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), cpu_seconds()
         losses = [reference.step(x) for x in dataset]
         seconds.append(time.perf_counter() - start)
-    return sum(seconds[1:]), float(tf.reduce_mean(losses))  # the last epoch's mean, as Keras
+        cpu.append(cpu_seconds() - start_cpu)
+    # the last epoch's mean loss, as Keras reports it
+    return sum(seconds[1:]), sum(cpu[1:]), float(tf.reduce_mean(losses))
 
 
 def measure_size(name, grey, args):
@@ -143,19 +156,22 @@ def measure_size(name, grey, args):
         "from_arrays": tfvae.data.from_arrays(grey, batch_size=batch, binarize="dynamic"),
         "in_memory": in_memory,
     }
-    speeds, losses = {arm: [] for arm in args.arms}, {}
+    speeds, cpu, losses = {arm: [] for arm in args.arms}, {arm: [] for arm in args.arms}, {}
     for run in range(args.runs):
         # A rotating order: a slow spell of the machine hits every arm alike over the runs.
         for arm in args.arms[run % len(args.arms):] + args.arms[:run % len(args.arms)]:
             if arm == "reference":
-                seconds, losses[arm] = run_reference(in_memory, grey.shape[1:], hidden, latent,
-                                                         args.epochs)
+                seconds, cpu_used, losses[arm] = run_reference(in_memory, grey.shape[1:], hidden,
+                                                                latent, args.epochs)
             else:
                 source, _, spe = arm.partition("_spe")
-                seconds, losses[arm] = run_tfvae(datasets[source], grey.shape[1:], hidden, latent,
-                                                 args.epochs, int(spe) if spe else None)
+                seconds, cpu_used, losses[arm] = run_tfvae(datasets[source], grey.shape[1:],
+                                                           hidden, latent, args.epochs,
+                                                           int(spe) if spe else None)
             speeds[arm].append(args.epochs * n / seconds)
-            print(f"{name} {arm}: {speeds[arm][-1]:.0f} examples/s", file=sys.stderr, flush=True)
+            cpu[arm].append(cpu_used / args.epochs)
+            print(f"{name} {arm}: {speeds[arm][-1]:.0f} examples/s, {cpu[arm][-1]:.2f} CPU s "
+                  f"an epoch", file=sys.stderr, flush=True)
     median = {arm: statistics.median(v) for arm, v in speeds.items()}
     result = {"model": f"VAE {int(np.prod(grey.shape[1:]))}-{'-'.join(map(str, hidden))}-{latent} bernoulli",
               "batch_size": batch,
@@ -168,7 +184,16 @@ def measure_size(name, grey, args):
     for arm in ("in_memory_spe1", "in_memory_spe64", "reference"):
         if "in_memory" in median and arm in median:
             ratios[f"in_memory/{arm}"] = round(median["in_memory"] / median[arm], 3)
+    cpu_median = {arm: statistics.median(v) for arm, v in cpu.items()}
+    # CPU seconds an epoch, as a ratio of speeds: base's CPU seconds over the arm's
+    cpu_ratios = {f"{arm}/{base}": round(cpu_median[base] / cpu_median[arm], 3)
+                  for arm in ("load", "from_arrays") for base in ("in_memory", "reference")
+                  if arm in cpu_median and base in cpu_median}
     result.update(ratios=ratios, all_runs={k: [round(s, 1) for s in v] for k, v in speeds.items()},
+                  cpu_seconds_per_epoch={k: round(v, 2) for k, v in cpu_median.items()},
+                  cpu_ratios=cpu_ratios,
+                  all_runs_cpu_seconds_per_epoch={k: [round(s, 2) for s in v]
+                                                  for k, v in cpu.items()},
                   final_train_loss={k: round(v, 2) for k, v in losses.items()})
     return result
 

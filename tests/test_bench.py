@@ -119,6 +119,12 @@ def test_throughput_prints_one_line_with_every_arm_and_ratio():
     assert all(v > 0 for v in run["examples_per_s"].values())
     assert {"load/in_memory", "from_arrays/in_memory", "load/reference",
             "in_memory/in_memory_spe1", "in_memory/in_memory_spe64"} <= set(run["ratios"])
+    # CPU seconds an epoch, per arm and as ratios of the user's paths to the others.
+    cpu = run["cpu_seconds_per_epoch"]
+    assert set(cpu) == set(run["examples_per_s"]) and all(v > 0 for v in cpu.values())
+    assert set(run["cpu_ratios"]) == {"load/in_memory", "load/reference", "from_arrays/in_memory",
+                                      "from_arrays/reference"}
+    assert all(v > 0 for v in run["cpu_ratios"].values())
     # Every arm trains the same model on the same data: the losses agree.
     losses = list(run["final_train_loss"].values())
     assert max(losses) - min(losses) < 5
