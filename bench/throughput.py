@@ -49,23 +49,24 @@ SIZES = {"paper": ((200, 200), 50, 100),   # the IWAE paper's one-layer VAE
 ARMS = ("load", "from_arrays", "in_memory", "in_memory_spe1", "in_memory_spe64", "reference")
 
 
-def cpu_seconds():
-    """CPU seconds this process has used so far, on all its threads (tf.data's included)."""
+def clocks():
+    """(wall seconds, CPU seconds of this process on all its threads, tf.data's included)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    return np.array([time.perf_counter(), usage.ru_utime + usage.ru_stime])
 
 
 class EpochTimer(tf_keras.callbacks.Callback):
+    """Each epoch's (wall seconds, CPU seconds)."""
+
     def __init__(self):
         super().__init__()
-        self.seconds, self.cpu = [], []
+        self.epochs = []
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._start, self._cpu = time.perf_counter(), cpu_seconds()
+        self._start = clocks()
 
     def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
-        self.cpu.append(cpu_seconds() - self._cpu)
+        self.epochs.append(clocks() - self._start)
 
 
 def run_tfvae(dataset, shape, hidden, latent, epochs, steps_per_execution=None):
@@ -75,7 +76,7 @@ def run_tfvae(dataset, shape, hidden, latent, epochs, steps_per_execution=None):
     model.compile(steps_per_execution=steps_per_execution)
     timer = EpochTimer()
     history = model.fit(dataset, epochs=epochs + 1, verbose=0, callbacks=[timer])
-    return sum(timer.seconds[1:]), sum(timer.cpu[1:]), float(history.history["loss"][-1])
+    return (*sum(timer.epochs[1:]), float(history.history["loss"][-1]))
 
 
 class Reference(tf.Module):
@@ -133,14 +134,13 @@ class Reference(tf.Module):
 def run_reference(dataset, shape, hidden, latent, epochs):
     tf.random.set_seed(0)
     reference = Reference(int(np.prod(shape)), hidden, latent)
-    seconds, cpu = [], []
+    timed = []
     for _ in range(epochs + 1):
-        start, start_cpu = time.perf_counter(), cpu_seconds()
+        start = clocks()
         losses = [reference.step(x) for x in dataset]
-        seconds.append(time.perf_counter() - start)
-        cpu.append(cpu_seconds() - start_cpu)
+        timed.append(clocks() - start)
     # the last epoch's mean loss, as Keras reports it
-    return sum(seconds[1:]), sum(cpu[1:]), float(tf.reduce_mean(losses))
+    return (*sum(timed[1:]), float(tf.reduce_mean(losses)))
 
 
 def measure_size(name, grey, args):
