@@ -36,6 +36,7 @@ _DIGITS_SPLITS = {"train": slice(0, 1500), "test": slice(1500, None)}  # 1500 / 
 _NPZ_SPLITS = {"train": "train", "validation": "valid", "valid": "valid", "test": "test"}
 _SHUFFLE_BUFFER = 10_000  # training.epoch_batches' buffer; the in-memory pipeline shuffles fully
 _READ_BATCH = 4096  # examples per step when reading a TFDS split or a folder into memory
+_CHUNK_BYTES = 1 << 25  # float32 bytes of the batches the pipeline makes with one gather
 _IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 _COLOR_MODES = {"grayscale": 1, "rgb": 3}
 _SUBSETS = ("training", "validation")
@@ -239,7 +240,7 @@ def from_directory(path, image_size, color_mode="grayscale", batch_size=128, bin
 # ---- the one pipeline ----------------------------------------------------------------------
 def _pipeline(images, labels, *, scale, batch_size, binarize, shuffle, seed):
     """The pipeline every source ends in: in-memory images -> (static bits) -> shuffle ->
-    batch -> float32 in [0, 1] (-> dynamic bits) -> prefetch.
+    gather a chunk of batches -> float32 in [0, 1] (-> dynamic bits) -> batches -> prefetch.
 
     Args:
         images: numpy array [n, ...] in memory, uint8 (or float32) holding value * scale.
@@ -248,17 +249,19 @@ def _pipeline(images, labels, *, scale, batch_size, binarize, shuffle, seed):
     """
     if binarize == "static":
         images, scale = _static_bits(images, scale, seed), 1
-    # One copy in memory, captured by the map below. The pipeline shuffles and batches
-    # example *indices* and gathers each batch with one vectorized op: cheaper than slicing
-    # every example out of from_tensor_slices, and a full shuffle costs 8 bytes an example.
+    # One copy in memory, captured by the map below. The pipeline shuffles *indices* (a full
+    # shuffle costs 8 bytes an example) and gathers, converts and binarizes a chunk of many
+    # batches with one op each: per-batch ops cost as much again in dispatch as in work, and
+    # their bursts slow the training step that shares the cores (measured in bench/throughput.py).
     images = tf.convert_to_tensor(images)
     labels = None if labels is None else tf.convert_to_tensor(labels)
     count = int(images.shape[0])
+    per_batch = batch_size or 1
+    chunk = per_batch * max(1, _CHUNK_BYTES // (4 * per_batch * int(np.prod(images.shape[1:]))))
     ds = tf.data.Dataset.range(count)
     if shuffle:
         ds = ds.shuffle(count, seed=seed, reshuffle_each_iteration=True)
-    if batch_size is not None:
-        ds = ds.batch(batch_size)
+    ds = ds.batch(chunk)
     seed64 = tf.constant(seed, tf.int64)
 
     def to_unit(index):
@@ -269,7 +272,7 @@ def _pipeline(images, labels, *, scale, batch_size, binarize, shuffle, seed):
     if binarize == "dynamic":
         # A stateful op with a fixed seed inside map() would replay the same bits for every
         # new iterator (every epoch); Dataset.random with rerandomize_each_iteration gives
-        # fresh per-batch seeds on each pass while staying reproducible for a given `seed`.
+        # fresh per-chunk seeds on each pass while staying reproducible for a given `seed`.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
         ds = tf.data.Dataset.zip(ds, seeds)
 
@@ -280,7 +283,22 @@ def _pipeline(images, labels, *, scale, batch_size, binarize, shuffle, seed):
         def fetch(index):
             x = to_unit(index)
             return x if labels is None else (x, tf.gather(labels, index))
-    return ds.map(fetch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(fetch, num_parallel_calls=tf.data.AUTOTUNE)
+    if batch_size is None:
+        ds = ds.unbatch()
+    else:
+        def batches(*parts):
+            # Slices of the chunk, a batch each: as batch() would have made them from the
+            # same shuffled order, the last one short.
+            size = tf.shape(parts[0], out_type=tf.int64)[0]
+            return tf.data.Dataset.range(0, size, batch_size).map(
+                lambda start: tuple(part[start:start + batch_size] for part in parts)
+                if len(parts) > 1 else parts[0][start:start + batch_size])
+        ds = ds.flat_map(batches)
+    # flat_map forgets how many elements there are; fit() and the progress bars need it.
+    length = count if batch_size is None else -(-count // batch_size)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(length))
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def _bernoulli(x, seed):
