@@ -336,6 +336,32 @@ def test_from_arrays_labels_stay_with_their_images():
     np.testing.assert_allclose(images[:, 0, 0, 0] * n, labels, atol=1e-4)  # ...together
 
 
+def test_batches_cross_chunk_boundaries_as_batch_would_make_them(monkeypatch):
+    # The pipeline gathers (and binarizes) several batches at once, then slices them apart.
+    # With chunks of 3 batches of 7 over 50 examples (chunks of 21, 21, 8) the batches must be
+    # batch()'s: 7 of 7 then 1, in order, labels with their images, fresh bits in every chunk.
+    monkeypatch.setattr(data, "_CHUNK_BYTES", 3 * 7 * 4 * 9)
+    n = 50
+    x = np.broadcast_to((np.arange(n) / n)[:, None, None, None], (n, 3, 3, 1)).astype(np.float32)
+    ordered = data.from_arrays(x, batch_size=7, shuffle=False)
+    assert [len(b) for b in ordered] == [7] * 7 + [1] and int(ordered.cardinality()) == 8
+    np.testing.assert_array_equal(as_array(ordered), x)
+    shuffled = data.from_arrays(x, batch_size=7, labels=np.arange(n), seed=4)
+    pairs = [(xb.numpy(), yb.numpy()) for xb, yb in shuffled]
+    labels = np.concatenate([yb for _, yb in pairs])
+    assert [len(yb) for _, yb in pairs] == [7] * 7 + [1] and sorted(labels) == list(range(n))
+    np.testing.assert_allclose(np.concatenate([xb for xb, _ in pairs])[:, 0, 0, 0] * n, labels,
+                               atol=1e-4)
+    grey = np.full((n, 3, 3, 1), 0.5, np.float32)
+    bits = as_array(data.from_arrays(grey, batch_size=7, binarize="dynamic", shuffle=False))
+    chunks = bits[:21], bits[21:42]
+    assert not np.array_equal(*chunks)  # each chunk draws its own bits
+    assert 0.3 < bits.mean() < 0.7
+    unbatched = data.from_arrays(x, batch_size=None, shuffle=False)
+    assert int(unbatched.cardinality()) == n
+    np.testing.assert_array_equal(np.stack(list(unbatched.as_numpy_iterator())), x)
+
+
 GOOD = np.random.default_rng(3).random((6, 4, 4, 1)).astype(np.float32)
 
 
