@@ -287,13 +287,13 @@ def _pipeline(images, labels, *, scale, batch_size, binarize, shuffle, seed):
     if batch_size is None:
         ds = ds.unbatch()
     else:
-        def batches(*parts):
+        def batches(*chunk):
             # Slices of the chunk, a batch each: as batch() would have made them from the
             # same shuffled order, the last one short.
-            size = tf.shape(parts[0], out_type=tf.int64)[0]
+            chunk = chunk if len(chunk) > 1 else chunk[0]  # (images, labels) or images
+            size = tf.shape(tf.nest.flatten(chunk)[0], out_type=tf.int64)[0]
             return tf.data.Dataset.range(0, size, batch_size).map(
-                lambda start: tuple(part[start:start + batch_size] for part in parts)
-                if len(parts) > 1 else parts[0][start:start + batch_size])
+                lambda start: tf.nest.map_structure(lambda t: t[start:start + batch_size], chunk))
         ds = ds.flat_map(batches)
     # flat_map forgets how many elements there are; fit() and the progress bars need it.
     length = count if batch_size is None else -(-count // batch_size)
