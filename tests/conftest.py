@@ -1,4 +1,5 @@
 import os
+import shutil
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -31,16 +32,40 @@ def rng():
     return np.random.default_rng(0)
 
 
+# The README's first command before it exported to runs/: into the clone's saved_models/.
+COMMAND_1 = [["train", "vae", "--dataset", "digits", "--epochs", "1", "--latent-dim", "8",
+              "--hidden-units", "128,64", "--export", "saved_models/vae_digits"],
+             ["sample", "saved_models/vae_digits", "--num", "64", "--out", "samples.png"]]
+
+
 @pytest.fixture(scope="session")
 def clone(tmp_path_factory):
-    """The saved_models/ of a clone in which the README's first command exported a model of its
-    own beside the shipped ones (test_zoo.clone_with_command_1). One for the session: the zoo and
-    notebook tests that use it only read it, and making it trains a model."""
-    from test_zoo import MANIFEST, SAVED, ZOO, clone_with_command_1
+    """The saved_models/ of a clone in which the README's first command ran, exporting into
+    saved_models/: the shipped zoo (symlinks to the repository's, read only) plus the user's
+    export saved_models/vae_digits, of 8x8 digits; for TFVAE_SAVED_MODELS. One for the session:
+    the zoo and notebook tests that use it only read it, and making it trains a model."""
+    from tfvae import cli, loading
 
-    if not MANIFEST or not all((SAVED / name).is_dir() for name in ZOO):
+    shipped = REPO / "saved_models"
+    zoo = loading.shipped_models(shipped) if (shipped / loading.MANIFEST).is_file() else []
+    if not zoo or not all((shipped / name).is_dir() for name in zoo):
         pytest.skip("saved_models/ has not been trained yet (python bench/train_zoo.py)")
-    return clone_with_command_1(tmp_path_factory.mktemp("clone"))
+    folder = tmp_path_factory.mktemp("clone")
+    saved = folder / "saved_models"
+    saved.mkdir()
+    for name in zoo:
+        (saved / name).symlink_to(shipped / name, target_is_directory=True)
+    for file in (loading.MANIFEST, "README.md"):
+        shutil.copy(shipped / file, saved / file)
+    here = os.getcwd()
+    os.chdir(folder)
+    try:
+        for command in COMMAND_1:
+            cli.main(command)
+    finally:
+        os.chdir(here)
+    assert (folder / "samples.png").is_file()
+    return saved
 
 
 @pytest.fixture(scope="session")

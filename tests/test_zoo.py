@@ -6,8 +6,6 @@ manifest's names are the zoo: a user's export beside them (the README's first co
 write one there) is never taken for a shipped model. Until bench/train_zoo.py has been run these
 tests skip."""
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -181,36 +179,6 @@ def test_shipped_name_resolves_from_anywhere(tmp_path, monkeypatch):
     assert served.path == SAVED / "vae_mnist" / str(max(MANIFEST["vae_mnist"]["versions"]))
     assert served.card["model"] == "vae"
     assert served.sample(2)["x"].shape == (2, 28, 28, 1)
-
-
-# The README's first command before it exported to runs/: into the clone's saved_models/.
-COMMAND_1 = [["train", "vae", "--dataset", "digits", "--epochs", "1", "--latent-dim", "8",
-              "--hidden-units", "128,64", "--export", "saved_models/vae_digits"],
-             ["sample", "saved_models/vae_digits", "--num", "64", "--out", "samples.png"]]
-
-
-def clone_with_command_1(folder):
-    """`folder` set up as a clone in which the README's first command ran, exporting into
-    saved_models/: the shipped zoo (symlinks to the repository's, read only) plus the user's
-    export saved_models/vae_digits, of 8x8 digits. Returns the clone's saved_models/, for
-    TFVAE_SAVED_MODELS; the working directory is left as it was."""
-    from tfvae import cli
-
-    saved = Path(folder) / "saved_models"
-    saved.mkdir(parents=True)
-    for name in ZOO:
-        (saved / name).symlink_to(SAVED / name, target_is_directory=True)
-    for file in (loading.MANIFEST, "README.md"):
-        shutil.copy(SAVED / file, saved / file)
-    here = os.getcwd()
-    os.chdir(folder)
-    try:
-        for command in COMMAND_1:
-            cli.main(command)
-    finally:
-        os.chdir(here)
-    assert (Path(folder) / "samples.png").is_file()
-    return saved
 
 
 def test_a_users_export_in_saved_models_is_not_a_shipped_model(clone, monkeypatch):
