@@ -31,8 +31,8 @@ setup(
         # also write TensorBoard logs through a Keras 3 TensorBoard callback (tensorboard), and
         # run in two processes (pytest-xdist, pytest.ini).
         "serving": ["tensorflow-serving-api==2.21.*", "grpcio>=1.24.3,<2"],
-        "test": ["pytest", "pytest-xdist", "hypothesis>=6.100", "nbclient", "ipykernel", "tensorboard",
-                 "tensorflow-serving-api==2.21.*", "grpcio>=1.24.3,<2"],
+        "test": ["pytest", "pytest-xdist", "hypothesis>=6.100", "nbclient", "ipykernel",
+                 "tensorboard", "tensorflow-serving-api==2.21.*", "grpcio>=1.24.3,<2"],
     },
     entry_points={"console_scripts": ["tfvae=tfvae.cli:main"]},
 )

@@ -257,11 +257,12 @@ def _pipeline(images, labels, *, scale, batch_size, binarize, shuffle, seed):
     labels = None if labels is None else tf.convert_to_tensor(labels)
     count = int(images.shape[0])
     per_batch = batch_size or 1
-    chunk = per_batch * max(1, _CHUNK_BYTES // (4 * per_batch * int(np.prod(images.shape[1:]))))
+    example_bytes = 4 * int(np.prod(images.shape[1:]))  # as float32
+    chunk_size = per_batch * max(1, _CHUNK_BYTES // (per_batch * example_bytes))
     ds = tf.data.Dataset.range(count)
     if shuffle:
         ds = ds.shuffle(count, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(chunk)
+    ds = ds.batch(chunk_size)
     seed64 = tf.constant(seed, tf.int64)
 
     def to_unit(index):
