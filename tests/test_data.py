@@ -89,6 +89,28 @@ def test_dynamic_binarization_mean_matches_grey_level():
     assert error.max() < 0.06 and error.mean() < 0.008
 
 
+@pytest.mark.parametrize("dtype, scale, levels", [
+    (np.uint8, 255, np.arange(256)),  # 8-bit images (MNIST, folders of images)
+    (np.uint8, 16, np.arange(17)),  # the digits
+    (np.float32, 1, np.linspace(0, 1, 101)),  # from_arrays
+])
+def test_dynamic_bits_are_bernoulli_of_the_grey_level_without_bias(dtype, scale, levels):
+    # The pipeline draws a byte a pixel and settles the one tied byte in 256 with a further
+    # uniform. Every grey level 20,000 times: deciding ties either way, or rounding p to 8
+    # bits, would put the total 7-11 standard errors off and the ends off 0 and 1.
+    n = 20_000
+    images = np.tile(levels.astype(dtype), (n, 1))
+    bits = data._bernoulli(tf.constant(images), scale, tf.constant([3, 7], tf.int64)).numpy()
+    assert bits.dtype == np.float32 and set(np.unique(bits)) == {0.0, 1.0}
+    p = levels.astype(np.float64) / scale
+    assert not bits[:, 0].any() and bits[:, -1].all()  # p = 0 and p = 1 exactly
+    mean, variance = bits.mean(axis=0), p * (1 - p)
+    inner = slice(1, -1)
+    assert np.abs(mean - p)[inner].max() < 5 * np.sqrt(variance[inner] / n).max()
+    total_error = (bits.sum() - n * p.sum()) / np.sqrt(n * variance.sum())
+    assert abs(total_error) < 4
+
+
 def test_static_binarization_is_fixed():
     kwargs = dict(split="test", batch_size=None, binarize="static", take=50, seed=3)
     ds = data.load("digits", **kwargs)

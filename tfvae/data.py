@@ -278,7 +278,7 @@ def _pipeline(images, labels, *, scale, batch_size, binarize, shuffle, seed):
         ds = tf.data.Dataset.zip(ds, seeds)
 
         def fetch(index, s):
-            x = _bernoulli(to_unit(index), tf.stack([s, seed64]))
+            x = _bernoulli(tf.gather(images, index), scale, tf.stack([s, seed64]))
             return x if labels is None else (x, tf.gather(labels, index))
     else:
         def fetch(index):
@@ -302,8 +302,35 @@ def _pipeline(images, labels, *, scale, batch_size, binarize, shuffle, seed):
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _bernoulli(x, seed):
-    return tf.cast(tf.random.stateless_uniform(tf.shape(x), seed) < x, tf.float32)
+def _bernoulli(images, scale, seed):
+    """float32 bits ~ Bernoulli(images / scale), exactly, from one random byte a pixel.
+
+    Split a uniform u = (b + w) / 256 into a random byte b and a remainder w ~ U[0, 1). With
+    t = 256 * p, u < p holds for sure when b < floor(t), fails for sure when b > floor(t), and
+    hangs on w < t - floor(t) only when b == floor(t): one pixel in 256, and only those draw w.
+    The bits are Bernoulli(p) with no rounding of p to 8 bits, from a quarter of the Philox
+    draws of a float32 uniform a pixel; those draws were most of the pipeline's work.
+    """
+    byte_seed, remainder_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+
+    def times_256(v):  # t = 256 * p as float32
+        return tf.cast(v, tf.float32) * (256 / scale)
+
+    if images.dtype == tf.uint8 and scale == 255:
+        level = images  # floor(256 k / 255) = k for k < 255; for 255 the tie below is sure
+    else:
+        level = tf.cast(tf.minimum(times_256(images), 255), tf.uint8)  # p = 1 ties at 255
+    count = tf.size(images)
+    words = tf.random.stateless_uniform([(count + 3) // 4], byte_seed, minval=None,
+                                        maxval=None, dtype=tf.uint32)
+    byte = tf.reshape(tf.reshape(tf.bitcast(words, tf.uint8), [-1])[:count], tf.shape(images))
+    bits = byte < level
+    tied = tf.where(tf.equal(byte, level))
+    fraction = times_256(tf.gather_nd(images, tied)) - tf.cast(tf.gather_nd(level, tied),
+                                                               tf.float32)
+    remainder = tf.random.stateless_uniform(tf.shape(fraction), remainder_seed)
+    bits = tf.tensor_scatter_nd_update(bits, tied, remainder < fraction)
+    return tf.cast(bits, tf.float32)
 
 
 def _static_bits(images, scale, seed):
@@ -315,11 +342,15 @@ def _static_bits(images, scale, seed):
                                   tf.TensorSpec([None], tf.int64)])
     def draw(x, index):
         x = tf.cast(x, tf.float32) / scale
+
+        def bits(a):  # a float32 uniform a pixel: the bits static datasets have always had
+            example, i = a
+            uniform = tf.random.stateless_uniform(tf.shape(example), tf.stack([seed64, i]))
+            return tf.cast(uniform < example, tf.uint8)
+
         # Each example draws with its own seed, so no single op covers a chunk (pfor has no
         # converter for stateless RNG and would fall back to a loop anyway): a parallel loop.
-        return tf.map_fn(
-            lambda a: tf.cast(_bernoulli(a[0], tf.stack([seed64, a[1]])), tf.uint8),
-            (x, index), fn_output_signature=tf.uint8, parallel_iterations=256)
+        return tf.map_fn(bits, (x, index), fn_output_signature=tf.uint8, parallel_iterations=256)
 
     out = np.empty(images.shape, np.uint8)
     for start in range(0, len(images), _READ_BATCH):

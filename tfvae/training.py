@@ -148,7 +148,7 @@ def epoch_batches(examples, batch_size, seed, initial_epoch, epochs, binarize=No
             batch_size, drop_remainder=drop_remainder)
         if binarize == "dynamic":
             batches = batches.enumerate().map(
-                lambda i, x: _bernoulli(x, tf.stack([tf.constant(s, tf.int64), i])))
+                lambda i, x: _bernoulli(x, 1, tf.stack([tf.constant(s, tf.int64), i])))
         return batches
 
     # One dataset per epoch, chained: tf.data takes a shuffle's seed as a Python number only.
