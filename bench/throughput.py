@@ -15,10 +15,12 @@ Four arms per model size, all on dynamically binarized MNIST, Bernoulli likeliho
   Adam, one jit-compiled tf.function per step, no Keras) on that in-memory pipeline.
 Runs alternate between the arms, in a rotating order, so the machine's noise hits all alike.
 Each run trains `--epochs + 1` epochs; the first (tracing, XLA compilation, the partial last
-batch's shape) is not timed. The line printed holds, per size, the median examples/s of each arm and the ratios,
-and the median CPU seconds (all the process's threads) per timed epoch with their ratios: on a shared
-machine whose wall-clock speed wanders by tens of percent between runs, the CPU seconds an arm
-costs hold much steadier.
+batch's shape) is not timed. The line printed holds, per size, the median examples/s of each
+arm and the median CPU seconds (all the process's threads) per timed epoch, each with two kinds of
+ratio: of the medians ("ratios", "cpu_ratios"), and the median of each run's own ratio
+("paired_ratios", "paired_cpu_ratios"). On a shared machine whose speed wanders by tens of
+percent between runs, CPU seconds hold steadier than the wall clock, and a run's own ratios
+steadier than the medians, since the arms of one run follow each other within minutes.
 
     python bench/throughput.py                        # both sizes, 2 timed epochs, 5 runs
     python bench/throughput.py --sizes paper          # the IWAE paper's VAE alone
@@ -173,25 +175,32 @@ def measure_size(name, grey, args):
             print(f"{name} {arm}: {speeds[arm][-1]:.0f} examples/s, {cpu[arm][-1]:.2f} CPU s "
                   f"an epoch", file=sys.stderr, flush=True)
     median = {arm: statistics.median(v) for arm, v in speeds.items()}
+    cpu_median = {arm: statistics.median(v) for arm, v in cpu.items()}
     result = {"model": f"VAE {int(np.prod(grey.shape[1:]))}-{'-'.join(map(str, hidden))}-{latent} bernoulli",
               "batch_size": batch,
               "examples_per_s": {arm: round(v, 1) for arm, v in median.items()}}
-    ratios = {}
-    for arm in ("load", "from_arrays"):
-        for base in ("in_memory", "reference"):
-            if arm in median and base in median:
-                ratios[f"{arm}/{base}"] = round(median[arm] / median[base], 3)
-    for arm in ("in_memory_spe1", "in_memory_spe64", "reference"):
-        if "in_memory" in median and arm in median:
-            ratios[f"in_memory/{arm}"] = round(median["in_memory"] / median[arm], 3)
-    cpu_median = {arm: statistics.median(v) for arm, v in cpu.items()}
-    # CPU seconds an epoch, as a ratio of speeds: base's CPU seconds over the arm's
-    cpu_ratios = {f"{arm}/{base}": round(cpu_median[base] / cpu_median[arm], 3)
-                  for arm in ("load", "from_arrays") for base in ("in_memory", "reference")
-                  if arm in cpu_median and base in cpu_median}
-    result.update(ratios=ratios, all_runs={k: [round(s, 1) for s in v] for k, v in speeds.items()},
+    pairs = [(arm, base) for arm in ("load", "from_arrays") for base in ("in_memory", "reference")]
+    pairs += [("in_memory", base) for base in ("in_memory_spe1", "in_memory_spe64", "reference")]
+    pairs = [(arm, base) for arm, base in pairs if arm in speeds and base in speeds]
+
+    def ratios(arm_values, base_values):  # as ratios of speeds: arm / base
+        return {f"{arm}/{base}": round(arm_values(arm) / base_values(base), 3)
+                for arm, base in pairs}
+
+    def paired(values, invert=False):
+        # The median of each run's own ratio: a run's arms follow each other within minutes,
+        # so a slow spell of the machine, which moves the medians above, mostly cancels here.
+        return {f"{arm}/{base}": round(statistics.median(
+            (b / a if invert else a / b) for a, b in zip(values[arm], values[base])), 3)
+            for arm, base in pairs}
+
+    result.update(ratios=ratios(median.get, median.get),
+                  paired_ratios=paired(speeds),
+                  all_runs={k: [round(s, 1) for s in v] for k, v in speeds.items()},
                   cpu_seconds_per_epoch={k: round(v, 2) for k, v in cpu_median.items()},
-                  cpu_ratios=cpu_ratios,
+                  # CPU seconds an epoch, as a ratio of speeds: base's CPU seconds over the arm's
+                  cpu_ratios=ratios(lambda arm: 1 / cpu_median[arm], lambda base: 1 / cpu_median[base]),
+                  paired_cpu_ratios=paired(cpu, invert=True),
                   all_runs_cpu_seconds_per_epoch={k: [round(s, 2) for s in v]
                                                   for k, v in cpu.items()},
                   final_train_loss={k: round(v, 2) for k, v in losses.items()})
