@@ -176,31 +176,29 @@ def measure_size(name, grey, args):
                   f"an epoch", file=sys.stderr, flush=True)
     median = {arm: statistics.median(v) for arm, v in speeds.items()}
     cpu_median = {arm: statistics.median(v) for arm, v in cpu.items()}
-    result = {"model": f"VAE {int(np.prod(grey.shape[1:]))}-{'-'.join(map(str, hidden))}-{latent} bernoulli",
-              "batch_size": batch,
+    model = f"VAE {int(np.prod(grey.shape[1:]))}-{'-'.join(map(str, hidden))}-{latent} bernoulli"
+    result = {"model": model, "batch_size": batch,
               "examples_per_s": {arm: round(v, 1) for arm, v in median.items()}}
     pairs = [(arm, base) for arm in ("load", "from_arrays") for base in ("in_memory", "reference")]
     pairs += [("in_memory", base) for base in ("in_memory_spe1", "in_memory_spe64", "reference")]
     pairs = [(arm, base) for arm, base in pairs if arm in speeds and base in speeds]
 
-    def ratios(arm_values, base_values):  # as ratios of speeds: arm / base
-        return {f"{arm}/{base}": round(arm_values(arm) / base_values(base), 3)
-                for arm, base in pairs}
-
-    def paired(values, invert=False):
-        # The median of each run's own ratio: a run's arms follow each other within minutes,
-        # so a slow spell of the machine, which moves the medians above, mostly cancels here.
-        return {f"{arm}/{base}": round(statistics.median(
-            (b / a if invert else a / b) for a, b in zip(values[arm], values[base])), 3)
+    def ratios(values, paired=False, seconds=False):
+        # arm / base as ratios of speeds (of CPU seconds: base / arm). Paired: the median of each
+        # run's own ratio; a run's arms follow each other within minutes, so a slow spell of the
+        # machine, which moves the medians, mostly cancels there.
+        def ratio(a, b):
+            return b / a if seconds else a / b
+        return {f"{arm}/{base}": round(
+            statistics.median(map(ratio, values[arm], values[base])) if paired else
+            ratio(statistics.median(values[arm]), statistics.median(values[base])), 3)
             for arm, base in pairs}
 
-    result.update(ratios=ratios(median.get, median.get),
-                  paired_ratios=paired(speeds),
+    result.update(ratios=ratios(speeds), paired_ratios=ratios(speeds, paired=True),
                   all_runs={k: [round(s, 1) for s in v] for k, v in speeds.items()},
                   cpu_seconds_per_epoch={k: round(v, 2) for k, v in cpu_median.items()},
-                  # CPU seconds an epoch, as a ratio of speeds: base's CPU seconds over the arm's
-                  cpu_ratios=ratios(lambda arm: 1 / cpu_median[arm], lambda base: 1 / cpu_median[base]),
-                  paired_cpu_ratios=paired(cpu, invert=True),
+                  cpu_ratios=ratios(cpu, seconds=True),
+                  paired_cpu_ratios=ratios(cpu, paired=True, seconds=True),
                   all_runs_cpu_seconds_per_epoch={k: [round(s, 2) for s in v]
                                                   for k, v in cpu.items()},
                   final_train_loss={k: round(v, 2) for k, v in losses.items()})

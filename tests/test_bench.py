@@ -134,6 +134,28 @@ def test_throughput_prints_one_line_with_every_arm_and_ratio():
     assert max(losses) - min(losses) < 5
 
 
+def test_bernoulli_prints_one_line_whose_draws_match_the_grey_level():
+    """bench/bernoulli.py on digits (seconds): the pipeline's byte draw and the float32-uniform
+    reference, on 8-bit and float images, each timed and each unbiased."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "bernoulli.py"), "--dataset", "digits", "--runs",
+         "2"], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1
+    run = json.loads(lines[0])
+    arms = {"byte_uint8", "byte_float", "uniform_uint8", "uniform_float"}
+    assert set(run["cpu_ms"]) == set(run["wall_ms"]) == set(run["mean_bit"]) == arms
+    assert run["pixels"] == run["chunk_images"] * 64 and run["chunk_images"] > 1000
+    assert all(v > 0 for v in run["wall_ms"].values())
+    assert set(run["cpu_ratios"]) == {"uniform_uint8/byte_uint8", "uniform_float/byte_float"}
+    # The same seed on the same levels: 8-bit and float images give the byte draw the same bits.
+    assert run["mean_bit"]["byte_uint8"] == run["mean_bit"]["byte_float"]
+    standard_error = 0.5 / np.sqrt(run["pixels"])
+    for mean in run["mean_bit"].values():
+        assert abs(mean - run["mean_grey"]) < 5 * standard_error
+
+
 def test_likelihood_speed_prints_one_line_whose_arms_agree():
     """bench/likelihood_speed.py at a small k (seconds): tfvae's log_likelihood and the two
     hand-written estimates are the same estimator on the same weights, so their means over 100
