@@ -1,6 +1,6 @@
 """The dynamic binarization's draw alone, on one chunk of the pipeline, against the textbook draw.
 
-`tfvae.data` binarizes a chunk of batches at a time (`_CHUNK_BYTES` of float32: 10,700 MNIST
+`tfvae.data` binarizes a chunk of batches at a time (`_CHUNK_BYTES` of float32: 10,600 MNIST
 images at batch 100). Arms, each a `tf.function` on the same chunk, timed interleaved:
 - "byte_uint8": `tfvae.data._bernoulli` on the 8-bit images, as `data.load` calls it: one random
   byte a pixel, the tied byte settled by a further uniform;
@@ -46,7 +46,9 @@ def main(argv=None):
     example_bytes = 4 * int(np.prod(grey.shape[1:]))
     chunk = args.batch_size * max(1, data._CHUNK_BYTES // (args.batch_size * example_bytes))
     grey = grey[:chunk]
-    levels = 16 if args.dataset == "digits" else 255  # the grey levels are k / levels exactly
+    levels = 16 if args.dataset == "digits" else 255  # the grey levels are k / levels
+    if np.abs(np.round(grey * levels) / levels - grey).max() > 1e-6:
+        parser.error(f"{args.dataset}'s grey levels are not k / {levels}: no 8-bit arm for it")
     counts = tf.constant(np.round(grey * levels).astype(np.uint8))
     floats = tf.constant(grey)
     seed = tf.constant([1, 2], tf.int64)

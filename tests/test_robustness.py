@@ -126,6 +126,18 @@ def test_resuming_a_different_run_is_refused(tmp_path, digits):
                                checkpoint_dir=tmp_path / "run")
 
 
+def test_dynamic_bits_of_integer_examples_are_refused_naming_the_fix():
+    # Bernoulli(x) needs x in [0, 1]: 8-bit pixels would all be p >= 1.
+    examples = tf.data.Dataset.from_tensor_slices(np.full((4, 8, 8, 1), 128, np.uint8))
+    with pytest.raises(ValueError, match=r"uint8.*tf.cast\(x, tf.float32\) / 255"):
+        training.epoch_batches(examples, 2, seed=0, initial_epoch=0, epochs=1,
+                               binarize="dynamic")
+    batches, steps = training.epoch_batches(examples.map(lambda x: tf.cast(x, tf.float32) / 255),
+                                            2, seed=0, initial_epoch=0, epochs=1,
+                                            binarize="dynamic")
+    assert steps == 2 and {float(v) for b in batches for v in np.unique(b)} <= {0.0, 1.0}
+
+
 # ---- mixed precision and numerics ----------------------------------------------------------
 @pytest.fixture
 def precision(request):

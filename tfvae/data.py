@@ -240,7 +240,7 @@ def from_directory(path, image_size, color_mode="grayscale", batch_size=128, bin
 # ---- the one pipeline ----------------------------------------------------------------------
 def _pipeline(images, labels, *, scale, batch_size, binarize, shuffle, seed):
     """The pipeline every source ends in: in-memory images -> (static bits) -> shuffle ->
-    gather a chunk of batches -> float32 in [0, 1] (-> dynamic bits) -> batches -> prefetch.
+    gather a chunk of batches -> float32 in [0, 1] or dynamic bits -> batches -> prefetch.
 
     Args:
         images: numpy array [n, ...] in memory, uint8 (or float32) holding value * scale.
@@ -250,7 +250,7 @@ def _pipeline(images, labels, *, scale, batch_size, binarize, shuffle, seed):
     if binarize == "static":
         images, scale = _static_bits(images, scale, seed), 1
     # One copy in memory, captured by the map below. The pipeline shuffles *indices* (a full
-    # shuffle costs 8 bytes an example) and gathers, converts and binarizes a chunk of many
+    # shuffle costs 8 bytes an example) and gathers and converts (or binarizes) a chunk of many
     # batches with one op each: per-batch ops cost as much again in dispatch as in work, and
     # their bursts slow the training step that shares the cores (measured in bench/throughput.py).
     images = tf.convert_to_tensor(images)
@@ -313,20 +313,21 @@ def _bernoulli(images, scale, seed):
     """
     byte_seed, remainder_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
 
-    def times_256(v):  # t = 256 * p as float32
-        return tf.cast(v, tf.float32) * (256 / scale)
+    def in_256ths(v):  # t = 256 * v / scale, exactly 256 for v = scale
+        t = tf.cast(v, tf.float32) * 256
+        return t if scale == 1 else t / scale
 
     if images.dtype == tf.uint8 and scale == 255:
         level = images  # floor(256 k / 255) = k for k < 255; for 255 the tie below is sure
     else:
-        level = tf.cast(tf.minimum(times_256(images), 255), tf.uint8)  # p = 1 ties at 255
+        level = tf.cast(tf.minimum(in_256ths(images), 255), tf.uint8)  # p = 1 ties at 255
     count = tf.size(images)
     words = tf.random.stateless_uniform([(count + 3) // 4], byte_seed, minval=None,
                                         maxval=None, dtype=tf.uint32)
     byte = tf.reshape(tf.reshape(tf.bitcast(words, tf.uint8), [-1])[:count], tf.shape(images))
     bits = byte < level
     tied = tf.where(tf.equal(byte, level))
-    fraction = times_256(tf.gather_nd(images, tied)) - tf.cast(tf.gather_nd(level, tied),
+    fraction = in_256ths(tf.gather_nd(images, tied)) - tf.cast(tf.gather_nd(level, tied),
                                                                tf.float32)
     remainder = tf.random.stateless_uniform(tf.shape(fraction), remainder_seed)
     bits = tf.tensor_scatter_nd_update(bits, tied, remainder < fraction)

@@ -132,6 +132,11 @@ def epoch_batches(examples, batch_size, seed, initial_epoch, epochs, binarize=No
     if binarize not in (None, "dynamic"):
         raise ValueError(f"binarize={binarize!r}: epoch_batches binarizes dynamically only "
                          "(static bits are drawn once, in tfvae.data.load)")
+    dtype = getattr(examples.element_spec, "dtype", tf.float32)
+    if binarize == "dynamic" and not dtype.is_floating:
+        raise ValueError(f"binarize='dynamic' draws Bernoulli(x) bits for x in [0, 1], but the "
+                         f"examples are {dtype.name}: scale them first, e.g. "
+                         "examples.map(lambda x: tf.cast(x, tf.float32) / 255)")
     count = int(examples.cardinality())
     if count < 0:  # unknown or infinite: count once
         count = int(examples.reduce(np.int64(0), lambda n, _: n + 1))
