@@ -43,9 +43,7 @@ def main(argv=None):
     grey = np.stack(list(tfvae.data.load(args.dataset, "train", batch_size=None, shuffle=False,
                                          data_dir=args.data_dir, download=False)
                          .as_numpy_iterator()))
-    example_bytes = 4 * int(np.prod(grey.shape[1:]))
-    chunk = args.batch_size * max(1, data._CHUNK_BYTES // (args.batch_size * example_bytes))
-    grey = grey[:chunk]
+    grey = grey[:data._chunk_size(args.batch_size, grey.shape[1:])]
     levels = 16 if args.dataset == "digits" else 255  # the grey levels are k / levels
     if np.abs(np.round(grey * levels) / levels - grey).max() > 1e-6:
         parser.error(f"{args.dataset}'s grey levels are not k / {levels}: no 8-bit arm for it")

@@ -256,9 +256,7 @@ def _pipeline(images, labels, *, scale, batch_size, binarize, shuffle, seed):
     images = tf.convert_to_tensor(images)
     labels = None if labels is None else tf.convert_to_tensor(labels)
     count = int(images.shape[0])
-    per_batch = batch_size or 1
-    example_bytes = 4 * int(np.prod(images.shape[1:]))  # as float32
-    chunk_size = per_batch * max(1, _CHUNK_BYTES // (per_batch * example_bytes))
+    chunk_size = _chunk_size(batch_size, images.shape[1:])
     ds = tf.data.Dataset.range(count)
     if shuffle:
         ds = ds.shuffle(count, seed=seed, reshuffle_each_iteration=True)
@@ -302,6 +300,13 @@ def _pipeline(images, labels, *, scale, batch_size, binarize, shuffle, seed):
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def _chunk_size(batch_size, example_shape):
+    """Examples the pipeline gathers at once: whole batches, about _CHUNK_BYTES as float32."""
+    per_batch = batch_size or 1
+    example_bytes = 4 * int(np.prod(example_shape))
+    return per_batch * max(1, _CHUNK_BYTES // (per_batch * example_bytes))
+
+
 def _bernoulli(images, scale, seed):
     """float32 bits ~ Bernoulli(images / scale), exactly, from one random byte a pixel.
 
@@ -318,7 +323,9 @@ def _bernoulli(images, scale, seed):
         return t if scale == 1 else t / scale
 
     if images.dtype == tf.uint8 and scale == 255:
-        level = images  # floor(256 k / 255) = k for k < 255; for 255 the tie below is sure
+        # 8-bit images (MNIST's path) skip the float passes over the chunk: floor(256 k / 255)
+        # = k for k < 255, and for 255 the tie below is sure.
+        level = images
     else:
         level = tf.cast(tf.minimum(in_256ths(images), 255), tf.uint8)  # p = 1 ties at 255
     count = tf.size(images)
