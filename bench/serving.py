@@ -9,19 +9,20 @@ through four paths, each call ending with its outputs as numpy arrays:
                TF Serving's network and request parsing);
 - tf_function: the in-memory model's `*_outputs` in a tf.function with the same input signature;
 - keras_eager: the in-memory model called eagerly (`model(x)` for reconstruct, `*_outputs` else).
-Each repetition makes `--calls` rounds of one call per path, in a shuffled order so the
-machine's noise, and what a call leaves behind for the next (the eager path's garbage), hit all
-alike, and measures p50 and p99 latency and throughput (examples/s);
-the printed line holds the median of each over the repetitions, and per signature and batch the
-ratio of the savedmodel and session p50 to the tf_function p50 (<= 1: the export is no slower).
+Each cell (signature and batch) makes `--calls` rounds of one call per path, each round in a
+fresh random order, so that the machine's noise, and what a call leaves behind for the next (the
+eager path's garbage), hit all paths alike. Per path the printed line holds p50 and p99 latency
+over all of the cell's calls and throughput (examples/s); per signature and batch, the ratio of
+the savedmodel and session paths' p50 and p99 to the tf_function path's (<= 1: the export is no
+slower), each with a 90% bootstrap interval over rounds. A p99 needs many calls to hold still:
+of 200 it is the second-slowest, and moved by a tenth from run to run of this bench.
 
-    python bench/serving.py                       # 5 repetitions of 200 calls (batch 1), 40 (256)
-    python bench/serving.py --repeats 3 --calls 100 20
+    python bench/serving.py                       # 2000 calls a path at batch 1, 600 at 256
+    python bench/serving.py --calls 100 20        # a smoke run
 """
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -82,12 +83,11 @@ def paths_for(signature, model, loaded, sessions, value):
     }
 
 
-def timed(paths, calls, batch, rng):
-    """One repetition: `calls` rounds of one call per path, each round in a fresh random order,
-    so that a burst of load from elsewhere on the machine, and the after-effects of the call
-    before (a rotating order would put the same path after keras_eager's slow, garbage-making
-    call in most rounds), hit every path alike; per path p50 and p99 latency and throughput
-    (examples per second of the path's own time)."""
+def timed(paths, calls, rng):
+    """`calls` rounds of one call per path, each round in a fresh random order, so that a burst
+    of load from elsewhere on the machine, and the after-effects of the call before (a rotating
+    order would put the same path after keras_eager's slow, garbage-making call in most rounds),
+    hit every path alike: {path: [seconds of its call in round i]}."""
     names = list(paths)
     latencies = {name: [] for name in names}
     for _ in range(calls):
@@ -95,17 +95,30 @@ def timed(paths, calls, batch, rng):
             begin = time.perf_counter()
             paths[name]()
             latencies[name].append(time.perf_counter() - begin)
-    return {name: {"p50_ms": float(np.percentile(values, 50)) * 1000,
-                   "p99_ms": float(np.percentile(values, 99)) * 1000,
-                   "examples_per_s": batch * calls / sum(values)}
-            for name, values in latencies.items()}
+    return {name: np.asarray(values) for name, values in latencies.items()}
+
+
+def figures(seconds, batch):
+    """p50 and p99 latency (ms) and throughput (examples per second of the path's own time)."""
+    return {"p50_ms": round(float(np.percentile(seconds, 50)) * 1000, 4),
+            "p99_ms": round(float(np.percentile(seconds, 99)) * 1000, 4),
+            "examples_per_s": round(batch * len(seconds) / float(seconds.sum()), 1)}
+
+
+def ratio_with_interval(arm, base, q, rng, resamples=1000):
+    """The q-th percentile of arm's latencies over base's, and a 90% bootstrap interval from
+    resampling rounds (a round holds one call of each, so the pairs stay together)."""
+    rounds = rng.integers(0, len(arm), size=(resamples, len(arm)))
+    resampled = np.percentile(arm[rounds], q, axis=1) / np.percentile(base[rounds], q, axis=1)
+    low, high = np.percentile(resampled, [5, 95])
+    return [round(float(np.percentile(arm, q) / np.percentile(base, q)), 3),
+            round(float(low), 3), round(float(high), 3)]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--calls", type=int, nargs=2, default=(200, 40),
-                        metavar=("AT_1", "AT_256"), help="calls per repetition at batch 1 and 256")
+    parser.add_argument("--calls", type=int, nargs=2, default=(2000, 600),
+                        metavar=("AT_1", "AT_256"), help="calls per path at batch 1 and at 256")
     parser.add_argument("--warmup", type=int, default=5, help="untimed calls per path first")
     args = parser.parse_args()
     began = time.perf_counter()
@@ -119,6 +132,7 @@ def main():
         signatures = sorted(s for s in loaded.signatures if s != "serving_default")
         rng = np.random.default_rng(0)
         order_rng = np.random.default_rng(1)  # the order of the paths in each round
+        bootstrap_rng = np.random.default_rng(2)
         results, ratios = {}, {}
         for signature in signatures:
             (spec,) = loaded.signatures[signature].structured_input_signature[1].values()
@@ -128,23 +142,22 @@ def main():
                 for call in paths.values():
                     for _ in range(args.warmup):
                         call()
-                runs = {name: [] for name in PATHS}
-                for _ in range(args.repeats):
-                    for name, figures in timed(paths, calls, batch, order_rng).items():
-                        runs[name].append(figures)
-                medians = {name: {key: round(statistics.median(r[key] for r in reps), 4 if "ms" in key else 1)
-                                  for key in reps[0]} for name, reps in runs.items()}
-                results.setdefault(signature, {})[str(batch)] = medians
-                reference = medians["tf_function"]["p50_ms"]
+                latencies = timed(paths, calls, order_rng)
+                results.setdefault(signature, {})[str(batch)] = {
+                    name: figures(seconds, batch) for name, seconds in latencies.items()}
                 ratios.setdefault(signature, {})[str(batch)] = {
-                    path: round(medians[path]["p50_ms"] / reference, 3) for path in ("savedmodel", "session")}
+                    path: {f"p{q}": ratio_with_interval(latencies[path], latencies["tf_function"],
+                                                        q, bootstrap_rng)
+                           for q in (50, 99)}
+                    for path in ("savedmodel", "session")}
         session.close()
 
     print(json.dumps({
         "bench": "serving", "model": "vae 784-512-256-32 bernoulli, untrained",
-        "tensorflow": tf.__version__, "cpus": os.cpu_count(), "repeats": args.repeats,
+        "tensorflow": tf.__version__, "cpus": os.cpu_count(),
         "calls": dict(zip(map(str, BATCHES), args.calls)),
-        "p50_vs_tf_function": ratios, "results": results,
+        # [ratio, 5th, 95th percentile of its bootstrap]
+        "vs_tf_function": ratios, "results": results,
         "seconds": round(time.perf_counter() - began, 1),
     }))
 

@@ -199,3 +199,32 @@ def test_burda_run_accounts_for_a_killed_segment_and_forgets_epochs_past_its_che
     assert "reconstructed" in killed
     run.restore()                                   # recorded now: nothing added twice
     assert len(run.read("segments.jsonl")) == 2
+
+
+def test_serving_prints_one_line_whose_ratios_are_of_its_percentiles():
+    """bench/serving.py, a few calls (seconds): every signature at batch 1 and 256 through the
+    four paths, and the export's p50 and p99 over the in-memory function's with an interval."""
+    result = subprocess.run([sys.executable, str(REPO / "bench" / "serving.py"),
+                             "--calls", "20", "5", "--warmup", "1"],
+                            capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1
+    run = json.loads(lines[0])
+    assert run["calls"] == {"1": 20, "256": 5}
+    signatures = {"encode", "decode", "sample", "reconstruct", "score"}
+    assert set(run["results"]) == set(run["vs_tf_function"]) == signatures
+    for signature in signatures:
+        for batch in ("1", "256"):
+            paths = run["results"][signature][batch]
+            assert set(paths) == {"savedmodel", "session", "tf_function", "keras_eager"}
+            for figures in paths.values():
+                assert 0 < figures["p50_ms"] <= figures["p99_ms"]
+                assert figures["examples_per_s"] > 0
+            for path, ratios in run["vs_tf_function"][signature][batch].items():
+                for q in ("p50", "p99"):
+                    ratio, low, high = ratios[q]
+                    key = f"{q}_ms"
+                    expected = paths[path][key] / paths["tf_function"][key]
+                    assert ratio == pytest.approx(expected, rel=0.01, abs=0.002)
+                    assert 0 < low <= high
