@@ -17,7 +17,7 @@ the savedmodel and session paths' p50 and p99 to the tf_function path's (<= 1: t
 slower), each with a 90% bootstrap interval over rounds. A p99 needs many calls to hold still:
 of 200 it is the second-slowest, and moved by a tenth from run to run of this bench; at
 batch 256, 600 calls left the export's p99 5% either side of the in-memory one. The default run
-takes about 25 minutes here.
+takes about 21 minutes here.
 
     python bench/serving.py                       # 2000 calls a path at batch 1, 3000 at 256
     python bench/serving.py --calls 100 20        # a smoke run
