@@ -14,10 +14,10 @@ fresh random order, so that the machine's noise, and what a call leaves behind f
 eager path's garbage), hit all paths alike. Per path the printed line holds p50 and p99 latency
 over all of the cell's calls and throughput (examples/s); per signature and batch, the ratio of
 the savedmodel and session paths' p50 and p99 to the tf_function path's (<= 1: the export is no
-slower), each with a 90% bootstrap interval over rounds. A p99 needs many calls to hold still:
-of 200 it is the second-slowest, and moved by a tenth from run to run of this bench; at
-batch 256, 600 calls left the export's p99 5% either side of the in-memory one. The default run
-takes about 21 minutes here.
+slower), each with a 90% interval from a block bootstrap over rounds. A p99 needs many calls to
+hold still: of 200 it is about the third-slowest, and its ratios moved by a tenth from run to
+run of this bench; at batch 256, 600 calls left the ratios between 0.89 and 1.23. The default
+run takes about 21 minutes here.
 
     python bench/serving.py                       # 2000 calls a path at batch 1, 3000 at 256
     python bench/serving.py --calls 100 20        # a smoke run
@@ -107,10 +107,18 @@ def figures(seconds, batch):
             "examples_per_s": round(batch * len(seconds) / float(seconds.sum()), 1)}
 
 
-def ratio_with_interval(arm, base, q, rng, resamples=1000):
-    """The q-th percentile of arm's latencies over base's, and a 90% bootstrap interval from
-    resampling rounds (a round holds one call of each, so the pairs stay together)."""
-    rounds = rng.integers(0, len(arm), size=(resamples, len(arm)))
+#: rounds per block of the bootstrap: load on the machine comes in bursts that span rounds, so
+#: resampling single rounds as if independent would make the intervals too narrow.
+BLOCK = 50
+
+
+def ratio_with_interval(arm, base, q, rng, resamples=2000, block=BLOCK):
+    """The q-th percentile of arm's latencies over base's, and a 90% interval from a circular
+    block bootstrap: runs of `block` consecutive rounds resampled whole, the same rounds for both
+    (a round holds one call of each path, so the pairs stay together)."""
+    n = len(arm)
+    starts = rng.integers(0, n, size=(resamples, -(-n // block)))
+    rounds = ((starts[:, :, None] + np.arange(block)) % n).reshape(resamples, -1)[:, :n]
     resampled = np.percentile(arm[rounds], q, axis=1) / np.percentile(base[rounds], q, axis=1)
     low, high = np.percentile(resampled, [5, 95])
     return [round(float(np.percentile(arm, q) / np.percentile(base, q)), 3),

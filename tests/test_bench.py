@@ -11,6 +11,7 @@ from conftest import REPO
 
 sys.path.insert(0, str(REPO / "bench"))
 import likelihood_table  # noqa: E402
+import serving  # noqa: E402
 
 
 def run_line(model, data, log_px, batch_norm=False, **extra):
@@ -228,3 +229,17 @@ def test_serving_prints_one_line_whose_ratios_are_of_its_percentiles():
                     expected = paths[path][key] / paths["tf_function"][key]
                     assert ratio == pytest.approx(expected, rel=0.01, abs=0.002)
                     assert 0 < low <= high
+
+
+def test_serving_ratios_pair_the_rounds_and_figures_keep_their_units():
+    """The bootstrap resamples the same rounds for both paths: an arm exactly twice its base has
+    an interval of exactly 2, where resampling the two apart would spread it; the figures are
+    in milliseconds and examples per second."""
+    rng = np.random.default_rng(0)
+    base = rng.lognormal(0.0, 0.5, size=1000)
+    assert serving.ratio_with_interval(2 * base, base, 99, rng) == [2.0, 2.0, 2.0]
+    assert serving.ratio_with_interval(2 * base, base, 50, rng) == [2.0, 2.0, 2.0]
+    ratio, low, high = serving.ratio_with_interval(rng.permutation(base), base, 99, rng)
+    assert ratio == 1.0 and low < 0.97 and high > 1.03   # unpaired: the interval has width
+    assert serving.figures(np.full(100, 1e-3), 256) == {"p50_ms": 1.0, "p99_ms": 1.0,
+                                                        "examples_per_s": 256000.0}
