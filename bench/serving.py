@@ -40,7 +40,6 @@ import tf_keras  # noqa: E402
 
 
 BATCHES = (1, 256)
-PATHS = ("savedmodel", "session", "tf_function", "keras_eager")
 
 
 def inputs_for(signature, spec, batch, rng):
