@@ -90,3 +90,24 @@ def tf_only():
     yield run
     worker.stdin.close()
     worker.wait(timeout=60)
+
+
+@pytest.fixture(scope="session")
+def xla_compiled():
+    """`names(graph)`: the functions and nodes of a GraphDef, or of the SavedModel in an export
+    folder, that XLA must compile."""
+    def must_compile(proto):
+        return "_XlaMustCompile" in proto.attr and proto.attr["_XlaMustCompile"].b
+
+    def names(graph):
+        if isinstance(graph, (str, os.PathLike)):
+            from tensorflow.core.protobuf import saved_model_pb2
+
+            saved = saved_model_pb2.SavedModel.FromString(
+                (Path(graph) / "saved_model.pb").read_bytes())
+            graph = saved.meta_graphs[0].graph_def
+        functions = [f.signature.name for f in graph.library.function if must_compile(f)]
+        nodes = [n.name for f in graph.library.function for n in f.node_def if must_compile(n)]
+        return functions + nodes + [n.name for n in graph.node if must_compile(n)]
+
+    return names

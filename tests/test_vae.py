@@ -70,6 +70,26 @@ def test_log_likelihood_is_at_least_the_elbo(digits):
     assert np.mean(log_likelihood) > np.mean(elbo)
 
 
+def test_evaluation_fuses_the_bernoulli_log_prob_into_one_xla_kernel(digits, xla_compiled):
+    model = small_vae()
+    x, z = tf.constant(digits[:16]), tf.random.normal([16, 3], seed=0)
+
+    @tf.function
+    def fused(z, x):
+        with layers.xla_log_probs():
+            return model.decode(z).log_prob(x)
+
+    plain = tf.function(lambda z, x: model.decode(z).log_prob(x))
+    np.testing.assert_allclose(fused(z, x), plain(z, x), rtol=1e-6)
+
+    def graph(function, *args):
+        return function.get_concrete_function(*args).graph.as_graph_def()
+
+    assert xla_compiled(graph(fused, z, x)) and not xla_compiled(graph(plain, z, x))
+    # log_likelihood traces its chunks in the context; the training step does not need it.
+    assert xla_compiled(graph(model._compiled_log_weights, x, 10))
+
+
 @pytest.mark.parametrize("kwargs, argument", [
     (dict(latent_dim=0), "latent_dim"),
     (dict(latent_dim=2.5), "latent_dim"),

@@ -8,6 +8,9 @@ pickled is ever saved or loaded.
 Distribution math runs in float32 whatever the layer policy (mixed precision keeps
 log-probabilities and KL terms exact enough to compare to the nat).
 """
+import contextlib
+import threading
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -98,7 +101,42 @@ class _Bernoulli(tfd.Bernoulli):
         if self._logits is None:
             return super()._log_prob(event)
         logits = tf.convert_to_tensor(self._logits)
-        return tf.cast(event, logits.dtype) * logits - tf.math.softplus(logits)
+        event = tf.cast(event, logits.dtype)
+        if not _xla_log_probs_on():
+            return event * logits - tf.math.softplus(logits)
+        # Flat: XLA laid out [n, 28, 28, 1] so badly that it ran slower than the TF kernels.
+        event = tf.broadcast_to(event, tf.shape(logits))
+        flat = _bernoulli_log_prob_xla(tf.reshape(event, [-1]), tf.reshape(logits, [-1]))
+        return tf.reshape(flat, tf.shape(logits))
+
+
+@tf.function(jit_compile=True, reduce_retracing=True)
+def _bernoulli_log_prob_xla(event, logits):
+    # One fused pass over the k * batch * pixels floats where TF runs a kernel per op (multiply,
+    # softplus, subtract), each writing 64 MB per chunk that the next reads back.
+    return event * logits - tf.math.softplus(logits)
+
+
+_xla_log_probs = threading.local()
+
+
+def _xla_log_probs_on():
+    return getattr(_xla_log_probs, "on", False)
+
+
+@contextlib.contextmanager
+def xla_log_probs():
+    """Bernoulli log-probs traced in this context run as one XLA-compiled kernel: the same
+    values to float rounding, 13% less time for the paper's VAE at k = 5000
+    (bench/likelihood_speed.py). Only the importance-sampled evaluation traces here: exported
+    graphs stay free of XLA kernels, which TensorFlow Serving runs only behind an experimental
+    flag, and the dense models' training step is already compiled whole."""
+    previous = _xla_log_probs_on()
+    _xla_log_probs.on = True
+    try:
+        yield
+    finally:
+        _xla_log_probs.on = previous
 
 
 @tf_keras.saving.register_keras_serializable(package="tfvae")

@@ -128,7 +128,8 @@ class VariationalModel(LatentVariableModel):
     @tf.function(reduce_retracing=True)
     def _compiled_log_weights(self, x, num_samples):
         # One graph per chunk size: eager runs of the chain cost 2-4x more (bench/likelihood.py).
-        return self.log_weights(x, num_samples)
+        with layers.xla_log_probs():
+            return self.log_weights(x, num_samples)
 
     #: floats of likelihood per chunk of samples (chunk * batch * pixels) when chunk_size is
     #: None: 16M (64 MB a tensor), 204 samples of 100 MNIST images. On the paper's VAE the cost
