@@ -70,17 +70,23 @@ def test_log_likelihood_is_at_least_the_elbo(digits):
     assert np.mean(log_likelihood) > np.mean(elbo)
 
 
-def test_evaluation_fuses_the_bernoulli_log_prob_into_one_xla_kernel(digits, xla_compiled):
+def test_evaluation_reads_x_once_in_one_xla_kernel_with_the_values_of_its_copies(
+        digits, xla_compiled):
     model = small_vae()
-    x, z = tf.constant(digits[:16]), tf.random.normal([16, 3], seed=0)
+    copies = 3
+    x = tf.constant(digits[:16])
+    z = tf.random.normal([copies * 16, 3], seed=0)   # row i * 16 + j: copy i of example j
 
     @tf.function
     def fused(z, x):
         with layers.xla_log_probs():
-            return model.decode(z).log_prob(x)
+            return layers.log_prob_of_copies(model.decode(z), x, copies)
 
-    plain = tf.function(lambda z, x: model.decode(z).log_prob(x))
-    np.testing.assert_allclose(fused(z, x), plain(z, x), rtol=1e-6)
+    plain = tf.function(lambda z, x: layers.log_prob_of_copies(model.decode(z), x, copies))
+    by_tfp = tfd.Independent(tfd.Bernoulli(logits=model.decode(z).distribution.logits), 3)
+    expected = by_tfp.log_prob(tf.tile(x, [copies, 1, 1, 1]))
+    np.testing.assert_allclose(fused(z, x), expected, rtol=1e-6)
+    np.testing.assert_allclose(plain(z, x), expected, rtol=1e-6)
 
     def graph(function, *args):
         return function.get_concrete_function(*args).graph.as_graph_def()

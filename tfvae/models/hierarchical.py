@@ -157,7 +157,7 @@ class HierarchyBase(VariationalModel):
         return layers.standard_normal((self.latent_dims[-1],))
 
     # ---- the objective ---------------------------------------------------------------------
-    def _chain(self, x, features, training=False):
+    def _chain(self, features, training=False):
         qs, zs, ps = self._infer(features, sample=True, training=training)
         kls, log_ratio = [], 0.0
         for l, (q, z, p) in enumerate(zip(qs, zs, ps), start=1):
@@ -166,7 +166,7 @@ class HierarchyBase(VariationalModel):
             else:
                 kls.append(q.log_prob(z) - p.log_prob(z))
             log_ratio += p.log_prob(z) - q.log_prob(z)
-        return {"log_px": self.decode(zs[0], training=training).log_prob(x), "kls": kls,
+        return {"p_x": self.decode(zs[0], training=training), "kls": kls,
                 "log_ratio": log_ratio}
 
     # ---- deterministic views of the posterior ------------------------------------------------

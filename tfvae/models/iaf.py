@@ -190,11 +190,11 @@ class IAFVAE(VariationalModel):
             log_q -= tf.reduce_sum(log_gate, axis=-1)
         return z, log_q
 
-    def _chain(self, x, features, training=False):
+    def _chain(self, features, training=False):
         eps = tf.random.normal([tf.shape(features)[0], self.latent_dim])
         z, log_q = self.flow(features, eps)
         log_ratio = self.prior().log_prob(z) - log_q
-        return {"log_px": self.decode(z, training=training).log_prob(x), "kls": [-log_ratio],
+        return {"p_x": self.decode(z, training=training), "kls": [-log_ratio],
                 "log_ratio": log_ratio}
 
     def code(self, x, training=False):

@@ -81,11 +81,11 @@ class VAE(VariationalModel):
     def _features(self, x, training=False):
         return self.features(x, training=training)
 
-    def _chain(self, x, features, training=False):
+    def _chain(self, features, training=False):
         q = self.posterior(features)
         z = tf.convert_to_tensor(q)  # the head's reparameterized sample: gradients reach mu, sigma
         prior = self.prior()
-        return {"log_px": self.decode(z, training=training).log_prob(x),
+        return {"p_x": self.decode(z, training=training),
                 "kls": [objectives.kl_divergence(q, prior, z)],
                 "log_ratio": prior.log_prob(z) - q.log_prob(z)}
 

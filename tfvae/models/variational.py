@@ -3,8 +3,8 @@ objective (the ELBO with beta, KL warm-up and free bits, or the IWAE bound of Bu
 the importance-sampled log-likelihood, bits/dim and active units.
 
 A family only says how to run its chain once per example: `_features(x)` (the deterministic
-work on x) and `_chain(x, features)` (one sample of every latent, the log-likelihood and the
-per-layer KL terms); see `VariationalModel`.
+work on x) and `_chain(features)` (one sample of every latent, the decoder's distribution over
+x there, and the per-layer KL terms); see `VariationalModel`.
 """
 import numpy as np
 import tensorflow as tf
@@ -19,9 +19,10 @@ class VariationalModel(LatentVariableModel):
     A subclass calls `_init_objective(beta, free_bits, iwae_samples)` in its constructor and
     defines:
     - `_features(x, training)`: a tensor or nest of tensors [batch, ...] computed from x alone;
-    - `_chain(x, features, training)`: one posterior sample per row, returning a dict with
-      `log_px` [n] (log p(x|z)), `kls` (a list, one [n] KL term per stochastic layer, in closed
-      form where valid) and `log_ratio` [n] (log p(z) - log q(z|x) at the sample);
+    - `_chain(features, training)`: one posterior sample per row, returning a dict with `p_x`
+      (the decoder's p(x|z) at the sample, a distribution over n rows), `kls` (a list, one [n]
+      KL term per stochastic layer, in closed form where valid) and `log_ratio` [n]
+      (log p(z) - log q(z|x) at the sample);
     - `_posterior_means(x)`: a list, per layer, of [batch, d] posterior means (active units).
 
     The loss per example is -log p(x|z) + beta * kl_weight * sum_l FB(KL_l), FB the free-bits
@@ -79,18 +80,21 @@ class VariationalModel(LatentVariableModel):
 
     # ---- the objective -------------------------------------------------------------------
     def _forward(self, x, num_samples=None, training=False):
-        """`_chain` on x, or with `num_samples=k` on k copies of every example at once (the
-        features are computed once, then repeated); results are then [k, batch]."""
+        """`_chain` on x's features, with log p(x|z) at its sample as `log_px`; with
+        `num_samples=k`, on k copies of every example at once (the features are computed once,
+        then repeated), results then being [k, batch]."""
         features = self._features(x, training=training)
         if num_samples is None:
-            return self._chain(x, features, training=training)
+            out = self._chain(features, training=training)
+            return {"log_px": out.pop("p_x").log_prob(x), **out}
         k = int(num_samples)
 
         def repeat(t):
             # Row i * batch + j holds sample i of example j.
             return tf.tile(t, [k] + [1] * (t.shape.rank - 1))
 
-        out = self._chain(repeat(x), tf.nest.map_structure(repeat, features), training=training)
+        out = self._chain(tf.nest.map_structure(repeat, features), training=training)
+        out = {"log_px": layers.log_prob_of_copies(out.pop("p_x"), x, k), **out}
         return tf.nest.map_structure(lambda t: tf.reshape(t, [k, -1]), out)
 
     def compute_terms(self, x, training=False):
