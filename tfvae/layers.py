@@ -158,11 +158,11 @@ def _xla_log_probs_on():
 
 @contextlib.contextmanager
 def xla_log_probs():
-    """`log_prob_of_copies` traced in this context runs a Bernoulli's as one XLA-compiled
-    kernel (the README's likelihood speed has what it saves). Only the importance-sampled
-    evaluation traces here: exported graphs stay free of XLA kernels, which TensorFlow Serving
-    runs only behind an experimental flag, and training keeps the compilation `compile()`
-    chose for it."""
+    """`log_prob_of_copies` traced in this context runs a Bernoulli likelihood as one
+    XLA-compiled kernel (the README's likelihood speed has what it saves). Only the
+    importance-sampled evaluation traces here: exported graphs stay free of XLA kernels, which
+    TensorFlow Serving runs only behind an experimental flag, and training keeps the
+    compilation `compile()` chose for it."""
     previous = _xla_log_probs_on()
     _xla_log_probs.on = True
     try:
