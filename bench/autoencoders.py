@@ -24,9 +24,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
+from shared_data import TFDS_DIR  # noqa: E402
 
 
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "tensorflow_datasets"
 DEEP_MODELS = ("ae", "denoising_ae", "sparse_ae", "contractive_ae")
 
 
@@ -71,7 +71,7 @@ def train(model, train_images, epochs, learning_rate, batch_size, seed):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+    parser.add_argument("--data-dir", default=str(TFDS_DIR))
     parser.add_argument("--ks", type=int, nargs="+", default=[2, 8, 32])
     parser.add_argument("--epochs", type=int, default=5, help="epochs of the deep models")
     parser.add_argument("--linear-epochs", type=int, default=20, help="epochs of the linear AE")

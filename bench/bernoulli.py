@@ -28,14 +28,13 @@ from tfvae import data  # noqa: E402
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "tensorflow_datasets"
+from shared_data import TFDS_DIR  # noqa: E402
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="mnist")
-    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+    parser.add_argument("--data-dir", default=str(TFDS_DIR))
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args(argv)

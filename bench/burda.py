@@ -48,9 +48,9 @@ import tfvae  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
+from shared_data import SHARED_DATA  # noqa: E402
 
 
-SHARED_DATA = REPO.parent / "shared" / "data"
 MNIST = (28, 28, 1)
 STAGES = 8                         # i = 0..7
 EPOCHS = sum(3 ** i for i in range(STAGES))   # 3280

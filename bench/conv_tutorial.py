@@ -42,9 +42,9 @@ import tfvae  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
+from shared_data import TFDS_DIR  # noqa: E402
 
 
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "tensorflow_datasets"
 LATENT, BATCH, LR = 2, 32, 1e-4
 ARMS = ("tfvae", "tfvae_default", "tutorial")
 #: arms run only when named with --arms
@@ -194,7 +194,7 @@ def describe(arm):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR),
+    parser.add_argument("--data-dir", default=str(TFDS_DIR),
                         help="TFDS data folder holding mnist (default: ../shared/data's)")
     parser.add_argument("--epochs", type=int, default=1, help="timed epochs per run")
     parser.add_argument("--runs", type=int, default=3)

@@ -27,9 +27,9 @@ import tfvae  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
+from shared_data import TFDS_DIR  # noqa: E402
 
 
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "tensorflow_datasets"
 CHAINS = ("hvae", "ladder_vae")
 
 
@@ -49,7 +49,7 @@ def train_and_score(name, train, test, epochs, seed, **arguments):
         "active_units": model.active_units(test), "train_seconds": round(seconds, 1)}
 
 
-def compare(epochs, seed, dataset="mnist", data_dir=str(DEFAULT_DATA_DIR), batch_size=128,
+def compare(epochs, seed, dataset="mnist", data_dir=str(TFDS_DIR), batch_size=128,
             chains=("hvae",), chain_arguments=None):
     """The VAE and `chains` trained for `epochs` on `dataset`'s grey levels, each chain built
     with `chain_arguments` besides its input shape: the JSON line's run."""
@@ -76,7 +76,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+    parser.add_argument("--data-dir", default=str(TFDS_DIR))
     parser.add_argument("--chains", nargs="+", choices=CHAINS, default=["hvae"])
     parser.add_argument("--chain-batch-norm", choices=("default", "off"), default="default",
                         help="off: the chains without their default batch norm (the ablation)")

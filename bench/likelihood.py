@@ -38,9 +38,9 @@ import tfvae  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
+from shared_data import SHARED_DATA  # noqa: E402
 
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MNIST = (28, 28, 1)
 # Published test NLL (nats, k = 5000), ../shared/REFERENCES.md; the IAF papers report no MLP
 # model. The IWAE figure is for training with k = 50 (bench/likelihood_table.py says so).

@@ -41,9 +41,9 @@ import tfvae  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
+from shared_data import TFDS_DIR  # noqa: E402
 
 
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "tensorflow_datasets"
 LR = 1e-3
 #: name -> (hidden units, latent dim, batch size)
 SIZES = {"paper": ((200, 200), 50, 100),   # the IWAE paper's one-layer VAE
@@ -208,7 +208,7 @@ def measure_size(name, grey, args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="mnist")
-    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+    parser.add_argument("--data-dir", default=str(TFDS_DIR))
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs per run")
     parser.add_argument("--runs", type=int, default=5,
                         help="runs per arm (medians of 3 moved by +-0.1 here from run to run)")
