@@ -50,14 +50,26 @@ MODELS = {"vae": dict(latent_dim=50, hidden_units=(200, 200)),
 REFERENCE_BATCH = 100
 
 
-def vae_log_weights_by_hand(model):
-    """log p(x, z) - log q(z|x) for the MLP VAE with a Bernoulli likelihood, in plain TF on the
-    model's own variables: (x [b, 784]) -> a function of (n) giving [n, b]."""
-    encoder = [l for l in model.encoder.layers if isinstance(l, tf_keras.layers.Dense)]
+def vae_decoder_by_hand(model):
+    """The MLP VAE's decoder in plain TF on its own variables: codes [n, d] -> logits [n, 784]."""
     decoder = [l for l in model.decoder.layers if isinstance(l, tf_keras.layers.Dense)]
     head = model.decoder_head.submodules[0] if model.decoder_head.submodules else None
     out_kernel, out_bias = ((head.kernel, head.bias) if head is not None else
                             (model.decoder_head.kernel, model.decoder_head.bias))
+
+    def decoder_logits(h):
+        for layer in decoder:
+            h = tf.nn.relu(h @ layer.kernel + layer.bias)
+        return h @ out_kernel + out_bias
+
+    return decoder_logits
+
+
+def vae_log_weights_by_hand(model):
+    """log p(x, z) - log q(z|x) for the MLP VAE with a Bernoulli likelihood, in plain TF on the
+    model's own variables: (x [b, 784]) -> a function of (n) giving [n, b]."""
+    encoder = [l for l in model.encoder.layers if isinstance(l, tf_keras.layers.Dense)]
+    decoder_logits = vae_decoder_by_hand(model)
     latent = model.latent_dim
     log_2pi = math.log(2 * math.pi)
 
@@ -79,18 +91,12 @@ def vae_log_weights_by_hand(model):
         log_px = tf.reduce_sum(flat * logits - tf.math.softplus(logits), -1)
         return log_px + log_pz - log_q
 
-    def decoder_logits(h):
-        for layer in decoder:
-            h = tf.nn.relu(h @ layer.kernel + layer.bias)
-        return h @ out_kernel + out_bias
-
-    log_weights.decoder_logits = decoder_logits
     return encode, log_weights
 
 
 def decoder_products(model, k, chunk):
     """The VAE decoder's products on k codes per image, in a `tf.while_loop` over chunks."""
-    _, by_hand = vae_log_weights_by_hand(model)
+    decoder_logits = vae_decoder_by_hand(model)
     chunks = -(-k // chunk)
 
     @tf.function
@@ -99,7 +105,7 @@ def decoder_products(model, k, chunk):
 
         def body(i, total):
             z = tf.zeros([rows, model.latent_dim]) + tf.cast(i, tf.float32)
-            return i + 1, total + tf.reduce_sum(by_hand.decoder_logits(z))
+            return i + 1, total + tf.reduce_sum(decoder_logits(z))
 
         return tf.while_loop(lambda i, _: i < chunks, body, (tf.constant(0), tf.constant(0.0)))[1]
 
