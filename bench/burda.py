@@ -52,34 +52,98 @@ from shared_data import SHARED_DATA  # noqa: E402
 
 
 MNIST = (28, 28, 1)
-STAGES = 8                         # i = 0..7
-EPOCHS = sum(3 ** i for i in range(STAGES))   # 3280
-BATCH = 100
-WARMUP_EPOCHS = 10
 TEST_SEED = 123
-PUBLISHED = {"vae": 86.76, "hvae": 85.33}     # Burda et al. 2015, Table 1, VAE k = 1
 #: the final evaluation's test set: the zoo's fixed binarization (bench/train_zoo.py)
 ZOO_TEST = "tfvae.data.load('mnist', 'test', binarize='static', seed=0)"
+BURDA_STAGES = 8                                     # i = 0..7
+BURDA_EPOCHS = sum(3 ** i for i in range(BURDA_STAGES))   # 3280
+ADAM = "Adam(beta1=0.9, beta2=0.999, epsilon=1e-4)"
 
 
-def build(name):
-    if name == "vae":
-        return tfvae.models.VAE(input_shape=MNIST, latent_dim=50, hidden_units=(200, 200))
+class Protocol:
+    """One model's training protocol: how to build it, its batch, epochs, KL warm-up and
+    learning-rate schedule, and the published figure it is measured against."""
+
+    def __init__(self, name, build, published, published_source, batch=100,
+                 epochs=BURDA_EPOCHS, warmup_epochs=10, schedule="burda", clip=None, extra=None):
+        self.name, self.build, self.published = name, build, published
+        self.published_source = published_source
+        self.batch, self.epochs, self.warmup_epochs = batch, epochs, warmup_epochs
+        self.schedule, self.clip, self.extra = schedule, clip, extra or {}
+        self.test_time_batch_norm = "batch_norm_statistics" in self.extra
+
+    def learning_rate(self, steps_per_epoch):
+        """The schedule as a function of the optimizer's step count (so a resumed run continues
+        it exactly)."""
+        if self.schedule == "constant":
+            return 1e-3
+        boundaries, epochs = [], 0
+        for i in range(BURDA_STAGES - 1):
+            epochs += 3 ** i
+            boundaries.append(epochs * steps_per_epoch)
+        values = [1e-3 * 10 ** (-i / 7) for i in range(BURDA_STAGES)]
+        return tf_keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+    def optimizer(self, steps_per_epoch):
+        clip = dict(global_clipnorm=self.clip[0], clipvalue=self.clip[1]) if self.clip else {}
+        return tf_keras.optimizers.Adam(self.learning_rate(steps_per_epoch), epsilon=1e-4, **clip)
+
+    def record(self, model, train_examples):
+        """What protocol.json keeps (the two Burda runs' files keep their original keys)."""
+        schedule = ("3^i epochs at 1e-3 * 10^(-i/7), i = 0..7" if self.schedule == "burda"
+                    else "1e-3 throughout")
+        optimizer = ADAM + (f", gradients clipped to global norm {self.clip[0]}, then to "
+                            f"+-{self.clip[1]} each" if self.clip else "")
+        return {"model": self.name, "config": model.get_config(), "batch": self.batch,
+                "epochs": self.epochs, "warmup_epochs": self.warmup_epochs,
+                "schedule": schedule, "optimizer": optimizer,
+                "data": f"MNIST train ({train_examples} images), dynamic binarization every epoch",
+                "test": f"MNIST test, one fixed binarization (seed {TEST_SEED})", **self.extra}
+
+
+def _vae():
+    return tfvae.models.VAE(input_shape=MNIST, latent_dim=50, hidden_units=(200, 200))
+
+
+def _hvae():
     # The paper's model: no batch norm; the warm-up is this script's own (per epoch,
-    # WARMUP_EPOCHS), not the model's default.
+    # warmup_epochs), not the model's default.
     return tfvae.models.HierarchicalVAE(input_shape=MNIST, latent_dims=(100, 50),
                                         hidden_units=((200, 200), (100, 100)), batch_norm=False,
                                         kl_warmup_steps=0)
 
 
-def learning_rate(steps_per_epoch):
-    """The paper's schedule as a function of the optimizer's step count."""
-    boundaries, epochs = [], 0
-    for i in range(STAGES - 1):
-        epochs += 3 ** i
-        boundaries.append(epochs * steps_per_epoch)
-    values = [1e-3 * 10 ** (-i / 7) for i in range(STAGES)]
-    return tf_keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+def _ladder_vae():
+    # Sønderby et al. (2016): 5 stochastic layers, MLPs of two dense layers, batch norm, leaky
+    # rectifiers as their reference code ran them (slope 0.01).
+    return tfvae.models.LadderVAE(input_shape=MNIST, latent_dims=(64, 32, 16, 8, 4),
+                                  hidden_units=((512, 512), (256, 256), (128, 128), (64, 64),
+                                                (32, 32)),
+                                  activation="leaky_rectify", batch_norm=True, kl_warmup_steps=0)
+
+
+def _iaf_vae():
+    # Burda's one-layer networks with Kingma et al.'s (2016) posterior: 2 IAF steps of MADEs
+    # with hidden layers of 320 units, their ablation's cheapest row that keeps most of the gain
+    # of the deepest (Table 1: -81.17 against -84.08 without a flow and -80.80 at depth 8, width
+    # 1920); the context h has the latent's size.
+    return tfvae.models.IAFVAE(input_shape=MNIST, latent_dim=50, hidden_units=(200, 200),
+                               flow_steps=2, flow_hidden_units=(320, 320), context_dim=50)
+
+
+PROTOCOLS = {
+    "vae": Protocol("vae", _vae, 86.76, "Burda et al. 2015"),
+    "hvae": Protocol("hvae", _hvae, 85.33, "Burda et al. 2015"),
+    # Sønderby et al. (2016): batch 256, 2000 epochs at 1e-3, warm-up over the first 200;
+    # clipping and test-time batch-norm statistics from their reference code.
+    "ladder_vae": Protocol(
+        "ladder_vae", _ladder_vae, 81.74, "Sønderby et al. 2016", batch=256, epochs=2000,
+        warmup_epochs=200, schedule="constant", clip=(4.0, 0.9),
+        extra={"batch_norm_statistics": "before every evaluation, over one binarization of "
+                                         "the 60,000 training images in one pass"}),
+    # The one-layer VAE's protocol (vae_mnist version 3), so that the two compare image by image.
+    "iaf_vae": Protocol("iaf_vae", _iaf_vae, 86.843, "tfvae's vae_mnist version 3"),
+}
 
 
 def mnist(split):
@@ -113,12 +177,13 @@ def shown(path):
 class Run:
     """The run directory: checkpoint, logs and the protocol, as the repository keeps them."""
 
-    def __init__(self, directory, name, steps_per_epoch, train_examples=60_000):
+    def __init__(self, directory, name, train_examples=60_000):
         self.dir = Path(directory)
         self.name, self.train_examples = name, train_examples
-        self.model = build(name)
-        self.model.compile(optimizer=tf_keras.optimizers.Adam(learning_rate(steps_per_epoch),
-                                                              epsilon=1e-4),
+        self.protocol = PROTOCOLS[name]
+        self.steps_per_epoch = math.ceil(train_examples / self.protocol.batch)
+        self.model = self.protocol.build()
+        self.model.compile(optimizer=self.protocol.optimizer(self.steps_per_epoch),
                            steps_per_execution=50)
         self.epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False)
         # Create the optimizer's slots now, so that a restore fills them at once.
@@ -129,13 +194,7 @@ class Run:
                                                   max_to_keep=1)
 
     def restore(self):
-        protocol = {"model": self.name, "config": self.model.get_config(), "batch": BATCH,
-                    "epochs": EPOCHS, "warmup_epochs": WARMUP_EPOCHS,
-                    "schedule": "3^i epochs at 1e-3 * 10^(-i/7), i = 0..7",
-                    "optimizer": "Adam(beta1=0.9, beta2=0.999, epsilon=1e-4)",
-                    "data": f"MNIST train ({self.train_examples} images), dynamic binarization "
-                            f"every epoch",
-                    "test": f"MNIST test, one fixed binarization (seed {TEST_SEED})"}
+        protocol = self.protocol.record(self.model, self.train_examples)
         record = self.dir / "protocol.json"
         if record.exists():
             stored = json.loads(record.read_text())
@@ -191,9 +250,9 @@ class Segment(tf_keras.callbacks.Callback):
     end of the segment when its minutes are spent."""
 
     def __init__(self, run, start_epoch, minutes, checkpoint_minutes, eval_every, curve_images,
-                 curve_k):
+                 curve_k, train_images):
         super().__init__()
-        self.run, self.start_epoch = run, start_epoch
+        self.run, self.start_epoch, self.train_images = run, start_epoch, train_images
         self.deadline = time.monotonic() + 60 * minutes
         self.checkpoint_seconds = 60 * checkpoint_minutes
         self.eval_every, self.curve_images, self.curve_k = eval_every, curve_images, curve_k
@@ -210,7 +269,7 @@ class Segment(tf_keras.callbacks.Callback):
         self.stop_requested = True
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.model.kl_weight.assign(min(1.0, epoch / WARMUP_EPOCHS))
+        self.model.kl_weight.assign(min(1.0, epoch / self.run.protocol.warmup_epochs))
         self.epoch_started = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -220,7 +279,8 @@ class Segment(tf_keras.callbacks.Callback):
             time.monotonic() - self.epoch_started, 2), "learning_rate": lr,
             "kl_weight": float(self.model.kl_weight.numpy()),
             **{k: round(float(v), 4) for k, v in (logs or {}).items()}})
-        if self.done % self.eval_every == 0 or self.done == EPOCHS or self.done in (1, 4, 13, 40):
+        if (self.done % self.eval_every == 0 or self.done == self.run.protocol.epochs
+                or self.done in (1, 4, 13, 40)):
             self.evaluate()
         out_of_time = time.monotonic() > self.deadline or self.stop_requested
         if out_of_time or time.monotonic() - self.last_save > self.checkpoint_seconds:
@@ -231,6 +291,7 @@ class Segment(tf_keras.callbacks.Callback):
 
     def evaluate(self):
         start = time.monotonic()
+        set_test_statistics(self.run, self.train_images, seed=self.done)
         weight = float(self.model.kl_weight.numpy())
         self.model.kl_weight.assign(1.0)
         nll = -log_likelihood(self.model, self.curve_images, k=self.curve_k)
@@ -240,23 +301,32 @@ class Segment(tf_keras.callbacks.Callback):
             "eval_seconds": round(time.monotonic() - start, 1)})
 
 
+def set_test_statistics(run, train_images, seed):
+    """Where the protocol says so (the Ladder VAE), batch norm's test-time statistics from one
+    fresh binarization of the training images in one pass, as Sønderby et al. evaluated."""
+    if run.protocol.test_time_batch_norm:
+        bits = np.random.default_rng(seed).random(train_images.shape, dtype=np.float32)
+        tfvae.training.set_batch_norm_statistics(run.model,
+                                                 (bits < train_images).astype(np.float32))
+
+
 def train(args):
     images = mnist("train")[:args.train_examples]
-    steps_per_epoch = math.ceil(len(images) / BATCH)
-    run = Run(args.run_dir, args.model, steps_per_epoch, len(images))
+    run = Run(args.run_dir, args.model, len(images))
     done = run.restore()
-    if done >= EPOCHS:
+    if done >= run.protocol.epochs:
         print(json.dumps({"run": shown(args.run_dir), "epochs_done": done, "complete": True}))
         return
     # Another seed per segment: a resumed run does not replay the first segment's data order.
     seed = done
     tf_keras.utils.set_random_seed(seed)
-    train_data = tfvae.data.from_arrays(images, BATCH, binarize="dynamic", seed=seed)
+    train_data = tfvae.data.from_arrays(images, run.protocol.batch, binarize="dynamic", seed=seed)
     curve = curve_subset(test_images(), args.curve_examples)
     segment = Segment(run, done, args.minutes, args.checkpoint_minutes, args.eval_every, curve,
-                      args.k)
+                      args.k, images)
     start = time.time()
-    run.model.fit(train_data, initial_epoch=done, epochs=EPOCHS, verbose=2 if args.verbose else 0,
+    run.model.fit(train_data, initial_epoch=done, epochs=run.protocol.epochs,
+                  verbose=2 if args.verbose else 0,
                   callbacks=[tfvae.training.NonFiniteGuard(), segment])
     if int(run.epochs_done.numpy()) != segment.done:
         run.save(segment.done)
@@ -269,12 +339,11 @@ def train(args):
 
 
 def status(args):
-    run = Run(args.run_dir, args.model, math.ceil(args.train_examples / BATCH),
-              args.train_examples)
+    run = Run(args.run_dir, args.model, args.train_examples)
     done = run.restore()
     segments = run.read("segments.jsonl")
     curve = run.read("curve.jsonl")
-    print(json.dumps({"run": shown(args.run_dir), "epochs_done": done, "of": EPOCHS,
+    print(json.dumps({"run": shown(args.run_dir), "epochs_done": done, "of": run.protocol.epochs,
                       "segments": len(segments),
                       "wall_hours": round(sum(s["wall_seconds"] for s in segments) / 3600, 2),
                       "last_curve_point": curve[-1] if curve else None,
@@ -291,16 +360,17 @@ def draw_curve(run, name):
 
     curve = run.read("curve.jsonl")
     nlls = [c["test_nll"] for c in curve]
-    top = PUBLISHED[name] + 12
+    protocol = PROTOCOLS[name]
+    top = protocol.published + 12
     figure, axis = plt.subplots(figsize=(6, 4))
     axis.plot([c["epoch"] for c in curve], nlls, "o-",
               label=f"tfvae ({curve[-1]['test_examples']:,} test images, k = {curve[-1]['k']})"
                     + (f"; {sum(n > top for n in nlls)} early points above the axis"
                        if max(nlls) > top else ""))
-    axis.axhline(PUBLISHED[name], color="gray", linestyle="--",
-                 label=f"Burda et al. 2015: {PUBLISHED[name]}")
+    axis.axhline(protocol.published, color="gray", linestyle="--",
+                 label=f"{protocol.published_source}: {protocol.published}")
     axis.set(xscale="log", xlabel="epoch", ylabel="test NLL (nats)",
-             ylim=(min(min(nlls), PUBLISHED[name]) - 1, top),
+             ylim=(min(min(nlls), protocol.published) - 1, top),
              title=f"{name}: the paper's schedule")
     axis.legend(fontsize=8, loc="upper right")
     figure.tight_layout()
@@ -317,9 +387,9 @@ def zoo_test_images():
 
 
 def finish(args):
-    run = Run(args.run_dir, args.model, math.ceil(args.train_examples / BATCH),
-              args.train_examples)
+    run = Run(args.run_dir, args.model, args.train_examples)
     done = run.restore()
+    set_test_statistics(run, mnist("train")[:args.train_examples], seed=done)
     # The final figures on the zoo's test binarization, so that the card, `tfvae evaluate` and
     # the other shipped models agree on the bits; the learning curve keeps its own (TEST_SEED).
     test = zoo_test_images()[:args.test_examples]
@@ -330,12 +400,12 @@ def finish(args):
     elbo = np.concatenate([model.compute_terms(tf.constant(test[i:i + 500]))["elbo"].numpy()
                            for i in range(0, len(test), 500)])
     segments = run.read("segments.jsonl")
-    result = {"model": args.model, "epochs": done, "of": EPOCHS,
+    result = {"model": args.model, "epochs": done, "of": run.protocol.epochs,
               "test_nll": round(float(nll.mean()), 3),
               "test_nll_stderr": round(float(nll.std(ddof=1) / math.sqrt(len(nll))), 3),
               "k": args.k, "test_examples": len(test), "test_set": ZOO_TEST,
               "test_elbo": round(float(elbo.mean()), 3),
-              "active_units": model.active_units(test), "published_nll": PUBLISHED[args.model],
+              "active_units": model.active_units(test), "published_nll": run.protocol.published,
               "training_hours": round(sum(s["wall_seconds"] for s in segments) / 3600, 2),
               "segments": len(segments), "eval_seconds": round(time.monotonic() - start, 1)}
     if run.read("curve.jsonl"):
@@ -354,6 +424,7 @@ def ship(run, args, model, result, elbo_std):
     name = f"{args.model}_mnist"
     out = REPO / "saved_models"
     segments = run.read("segments.jsonl")
+    protocol = json.loads((run.dir / "protocol.json").read_text())
     command = f"python bench/burda.py --model {args.model} --run-dir {shown(args.run_dir)}"
     path = tfvae.export(model, out / name, data={
         "name": "mnist", "source": "TFDS mnist 3.0.1",
@@ -366,19 +437,19 @@ def ship(run, args, model, result, elbo_std):
                  "test_elbo": round(result["test_elbo"], 2), "test_elbo_std": round(elbo_std, 2),
                  "test_elbo_examples": result["test_examples"],
                  "active_units": result["active_units"],
-                 "published_test_nll": PUBLISHED[args.model]},
+                 "published_test_nll": run.protocol.published},
         card={"training": {
             "command": f"{command} --minutes 120   # continue; then --finish --export",
-            "epochs": result["epochs"], "schedule_epochs": EPOCHS, "batch_size": BATCH,
-            "optimizer": "Adam(epsilon=1e-4), learning rate 1e-3 * 10^(-i/7) for 3^i epochs, "
-                         "i = 0..7 (Burda et al. 2015)",
+            "epochs": result["epochs"], "schedule_epochs": run.protocol.epochs,
+            "batch_size": run.protocol.batch,
+            "optimizer": protocol["optimizer"] + ", learning rate " + protocol["schedule"],
             "seed": "per segment: the epochs done when it started",
-            "kl_warmup_epochs": WARMUP_EPOCHS,
+            "kl_warmup_epochs": run.protocol.warmup_epochs,
             "wall_seconds": round(sum(s["wall_seconds"] for s in segments), 1),
             "eval_seconds": result["eval_seconds"],
             "machine": "2 shared CPU cores, no GPU (the development machine)",
             "segments": segments,
-            "protocol": json.loads((run.dir / "protocol.json").read_text())}})
+            "protocol": protocol}})
     train_zoo.update_manifest(out, name, path)
     train_zoo.write_figures(out / name, SHARED_DATA / "tensorflow_datasets")
     train_zoo.write_card_readme(out / name)
@@ -388,7 +459,7 @@ def ship(run, args, model, result, elbo_std):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", choices=sorted(PUBLISHED), required=True)
+    parser.add_argument("--model", choices=sorted(PROTOCOLS), required=True)
     parser.add_argument("--run-dir", type=Path, required=True)
     parser.add_argument("--minutes", type=float, default=120,
                         help="this segment's budget (0: one epoch)")

@@ -103,6 +103,32 @@ def test_ladder_posterior_combines_the_bottom_up_estimate_with_the_shared_prior(
 
 
 # ---- IAF -----------------------------------------------------------------------------------------
+def test_batch_norm_statistics_are_set_from_one_pass_over_the_examples(digits):
+    tf_keras.utils.set_random_seed(0)
+    model = tfvae.models.LadderVAE(input_shape=DIGITS, latent_dims=(3, 2), hidden_units=(16,))
+    model.compile(jit_compile=False)
+    model.fit(digits[:64], batch_size=32, epochs=1, verbose=0)
+    norms = [l for l in model.submodules if isinstance(l, tf_keras.layers.BatchNormalization)]
+    first = model.bottom_up[0]
+    dense = [l for l in first.layers if isinstance(l, tf_keras.layers.Dense)][0]
+    norm = first.layers[first.layers.index(dense) + 1]
+    inputs = dense(tf_keras.layers.Flatten()(digits)).numpy()
+    assert not np.allclose(norm.moving_mean.numpy(), inputs.mean(0), atol=1e-3)
+    before = model.evaluate(digits, verbose=0, return_dict=True)["elbo"]
+
+    assert tfvae.training.set_batch_norm_statistics(model, digits) == len(norms) == 4
+    np.testing.assert_allclose(norm.moving_mean.numpy(), inputs.mean(0), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(norm.moving_variance.numpy(), inputs.var(0), rtol=1e-3, atol=1e-4)
+    assert {l.momentum for l in norms} == {0.99}   # training goes on as before
+    # Evaluation uses them: on the data they were computed from, the bound moves.
+    assert model.evaluate(digits, verbose=0, return_dict=True)["elbo"] != before
+    # A model without batch norm is left alone.
+    vae = tfvae.models.VAE(input_shape=DIGITS, latent_dim=2, hidden_units=(8,))
+    assert tfvae.training.set_batch_norm_statistics(vae, digits) == 0
+    with pytest.raises(ValueError, match="shape"):
+        tfvae.training.set_batch_norm_statistics(model, digits[:, :4])
+
+
 def test_made_step_is_autoregressive_in_its_order(rng):
     z = tf.constant(rng.normal(size=(2, 4)), tf.float32)
     context = tf.constant(rng.normal(size=(2, 3)), tf.float32)

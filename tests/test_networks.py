@@ -180,3 +180,20 @@ def test_the_readme_own_network_example_runs():
     model = namespace["model"]
     assert model.decoder_head.projection.kernel.shape == (1, 1, 32, 2 * 3)
     assert np.isfinite(model.history.history["bits_per_dim"][-1])
+
+
+def test_leaky_rectify_is_lasagnes_slope_and_survives_a_keras_round_trip(tmp_path):
+    x = tf.constant([-2.0, -0.5, 0.0, 3.0])
+    np.testing.assert_allclose(tfvae.networks.leaky_rectify(x).numpy(), [-0.02, -0.005, 0, 3])
+    tf_keras.utils.set_random_seed(0)
+    model = tfvae.models.LadderVAE(input_shape=(8, 8, 1), latent_dims=(3, 2), hidden_units=(8,),
+                                   activation="leaky_rectify")
+    assert model.get_config()["activation"] == "leaky_rectify"
+    images = np.random.default_rng(0).random((4, 8, 8, 1)).astype(np.float32)
+    model.save(tmp_path / "ladder.keras")
+    loaded = tf_keras.models.load_model(tmp_path / "ladder.keras")
+    np.testing.assert_allclose(loaded(images).numpy(), model(images).numpy(), rtol=1e-5)
+    # The units are the leaky ones: a negative pre-activation passes 1% of itself.
+    activations = {layer.activation for layer in model.submodules
+                   if isinstance(layer, tf_keras.layers.Activation)}
+    assert activations == {tfvae.networks.leaky_rectify}

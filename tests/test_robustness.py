@@ -210,6 +210,35 @@ def test_gradient_clipping_bounds_each_update(digits):
     assert training.make_optimizer(1e-3, clip_norm=2.0).global_clipnorm == 2.0
 
 
+def test_global_norm_and_value_clipping_both_apply_the_norm_first(digits):
+    """tf_keras applies only one of global_clipnorm and clipvalue; given both, the train step
+    applies the global norm and then each element, as Sønderby et al.'s Ladder VAE trained."""
+    x = tf.constant(digits[:16])
+
+    def update(**clip):
+        tf_keras.utils.set_random_seed(0)
+        model = tfvae.models.AE(input_shape=DIGITS, latent_dim=2, hidden_units=(8,))
+        model.compile(optimizer=tf_keras.optimizers.SGD(1.0, **clip), jit_compile=False)
+        before = [v.numpy() for v in model.trainable_variables]
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(model.compute_terms(x, training=True)["loss"])
+        gradients = [g.numpy() for g in tape.gradient(loss, model.trainable_variables)]
+        model.train_on_batch(x)
+        return gradients, [b - v.numpy() for v, b in zip(model.trainable_variables, before)]
+
+    gradients, steps = update(global_clipnorm=2.0, clipvalue=0.01)
+    norm = math.sqrt(sum(float(np.sum(g ** 2)) for g in gradients))
+    assert norm > 2.0  # so the norm clips, and then the value clips what is left
+    expected = [np.clip(g * 2.0 / norm, -0.01, 0.01) for g in gradients]
+    for step, want in zip(steps, expected):
+        np.testing.assert_allclose(step, want, rtol=1e-4, atol=1e-7)
+    assert max(float(np.abs(s).max()) for s in steps) == pytest.approx(0.01)
+    # Either alone is Keras' own clipping, unchanged.
+    _, steps = update(clipvalue=0.01)
+    np.testing.assert_allclose(steps[0], np.clip(gradients[0], -0.01, 0.01), rtol=1e-4,
+                               atol=1e-7)
+
+
 def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, digits):
     tf_keras.utils.set_random_seed(0)
     model = tfvae.models.VAE(input_shape=DIGITS, latent_dim=2, hidden_units=(8,))

@@ -28,6 +28,22 @@ DEFAULT_HIDDEN_UNITS = {"mlp": (512, 256), "conv": (32, 64), "resnet": (32, 64, 
 NETWORKS = tuple(DEFAULT_HIDDEN_UNITS)
 
 
+@tf_keras.saving.register_keras_serializable(package="tfvae")
+def leaky_rectify(x):
+    """Lasagne's leaky rectifier, max(x, 0.01 x): the units of Sønderby et al.'s (2016) Ladder
+    VAE as their reference implementation ran it (Keras' "leaky_relu" has slope 0.2)."""
+    return tf.nn.leaky_relu(x, alpha=0.01)
+
+
+#: activations tfvae names besides Keras' own
+ACTIVATIONS = {"leaky_rectify": leaky_rectify}
+
+
+def activation_function(name):
+    """What Keras takes for the activation `name`: tfvae's own (ACTIVATIONS) or Keras' name."""
+    return ACTIVATIONS.get(name, name) if isinstance(name, str) else name
+
+
 def check_network_args(network, input_shape, hidden_units):
     """The widths for `network` on `input_shape` (its default when hidden_units is None), or a
     ValueError naming the argument that does not fit."""
@@ -54,14 +70,15 @@ def check_network_args(network, input_shape, hidden_units):
 
 def encoder_body(network, input_shape, hidden_units, activation="relu", name="encoder"):
     """A built-in encoder body: x [batch, *input_shape] -> features [batch, F]."""
+    layer_activation = activation_function(activation)
     stack = [tf_keras.layers.InputLayer(input_shape=tuple(input_shape))]
     if network == "mlp":
         stack.append(tf_keras.layers.Flatten())
-        stack += [tf_keras.layers.Dense(u, activation=activation) for u in hidden_units]
+        stack += [tf_keras.layers.Dense(u, activation=layer_activation) for u in hidden_units]
         return tf_keras.Sequential(stack, name=name)
     for filters in hidden_units:
         stack.append(tf_keras.layers.Conv2D(filters, 3, strides=2, padding="same",
-                                            activation=activation))
+                                            activation=layer_activation))
         if network == "resnet":
             stack.append(ResidualBlock(filters, activation))
     stack.append(tf_keras.layers.Flatten())
@@ -72,22 +89,24 @@ def decoder_body(network, latent_dim, output_shape, hidden_units, activation="re
                  name="decoder"):
     """A built-in decoder body, mirroring the encoder: z [batch, latent_dim] -> [batch, F] for
     the MLP, [batch, H, W, filters] feature maps for the convolutional bodies."""
+    layer_activation = activation_function(activation)
     stack = [tf_keras.layers.InputLayer(input_shape=(latent_dim,))]
     if network == "mlp":
-        stack += [tf_keras.layers.Dense(u, activation=activation) for u in hidden_units[::-1]]
+        stack += [tf_keras.layers.Dense(u, activation=layer_activation)
+                  for u in hidden_units[::-1]]
         return tf_keras.Sequential(stack, name=name)
     height, width, _ = output_shape
     factor = 2 ** len(hidden_units)
     filters = list(hidden_units)[::-1]
     stack += [tf_keras.layers.Dense(height // factor * width // factor * filters[0],
-                                    activation=activation),
+                                    activation=layer_activation),
               tf_keras.layers.Reshape((height // factor, width // factor, filters[0]))]
     channels = filters[0]
     for f in filters:
         if network == "resnet":  # the encoder's order reversed: residual block, then resample
             stack.append(ResidualBlock(channels, activation))
         stack.append(tf_keras.layers.Conv2DTranspose(f, 3, strides=2, padding="same",
-                                                     activation=activation))
+                                                     activation=layer_activation))
         channels = f
     return tf_keras.Sequential(stack, name=name)
 
@@ -97,15 +116,16 @@ def mlp(hidden_units, output_size=None, activation="relu", batch_norm=False, inp
     """Flatten, then Dense (+ BatchNormalization) + activation per width, then Dense(output_size)
     unless it is None: the networks between a hierarchy's stochastic layers. Built on first call
     unless `input_shape` (of one example) is given."""
+    layer_activation = activation_function(activation)
     stack = [] if input_shape is None else [tf_keras.layers.InputLayer(
         input_shape=tuple(input_shape))]
     stack.append(tf_keras.layers.Flatten())
     for width in hidden_units:
         if batch_norm:
             stack += [tf_keras.layers.Dense(width), tf_keras.layers.BatchNormalization(),
-                      tf_keras.layers.Activation(activation)]
+                      tf_keras.layers.Activation(layer_activation)]
         else:
-            stack.append(tf_keras.layers.Dense(width, activation=activation))
+            stack.append(tf_keras.layers.Dense(width, activation=layer_activation))
     if output_size is not None:
         stack.append(tf_keras.layers.Dense(output_size))
     return tf_keras.Sequential(stack, name=name)
@@ -119,7 +139,7 @@ class ResidualBlock(tf_keras.layers.Layer):
     def __init__(self, filters, activation="relu", **kwargs):
         super().__init__(**kwargs)
         self.filters, self.activation = int(filters), activation
-        self._activation = tf_keras.activations.get(activation)
+        self._activation = tf_keras.activations.get(activation_function(activation))
         self.first = tf_keras.layers.Conv2D(self.filters, 3, padding="same")
         self.second = tf_keras.layers.Conv2D(self.filters, 3, padding="same")
 

@@ -107,6 +107,37 @@ def make_optimizer(learning_rate=1e-3, clip_norm=None):
     return tf_keras.optimizers.Adam(learning_rate, global_clipnorm=clip_norm)
 
 
+def set_batch_norm_statistics(model, examples):
+    """Set every batch-normalization layer's test-time mean and variance to its statistics over
+    `examples` in one training-mode pass, as Sønderby et al. (2016) did before testing a Ladder
+    VAE, instead of the moving averages training leaves (which trail the weights). Returns how
+    many layers it set; a model without batch normalization is left as it is.
+
+    Args:
+        model: a tfvae model.
+        examples: [n, *input_shape] examples (the training set), passed as one batch: each
+            layer's statistics are those of its inputs over all of them, every layer below it
+            normalized by the same pass, as in training.
+    """
+    norms = [layer for layer in model.submodules
+             if isinstance(layer, tf_keras.layers.BatchNormalization)]
+    if not norms:
+        return 0
+    examples = tf.convert_to_tensor(examples, tf.float32)
+    validation.check_examples(examples, model.input_shape, "set_batch_norm_statistics")
+    momenta = [layer.momentum for layer in norms]
+    try:
+        # Momentum 0: the moving averages become this batch's statistics. The pass is eager, so
+        # the changed momentum reaches no traced training function.
+        for layer in norms:
+            layer.momentum = 0.0
+        model.compute_terms(examples, training=True)
+    finally:
+        for layer, momentum in zip(norms, momenta):
+            layer.momentum = momentum
+    return len(norms)
+
+
 # ---- reproducible epochs -----------------------------------------------------------------
 def epoch_seed(seed, epoch):
     """The seed of epoch `epoch` of a run seeded `seed`: an unsigned 32-bit hash of the pair."""

@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from tfvae import layers, validation
+from tfvae import layers, networks, validation
 from tfvae.models.registry import register
 from tfvae.models.variational import VariationalModel
 
@@ -57,7 +57,7 @@ class AutoregressiveStep(tf_keras.layers.Layer):
         self.initial_gate_bias = float(initial_gate_bias)
         self._masks = [tf.constant(m) for m in made_masks(self.event_size, self.hidden_units,
                                                           self.reverse)]
-        self._activation = tf_keras.activations.get(activation)
+        self._activation = tf_keras.activations.get(networks.activation_function(activation))
 
     def build(self, input_shape):
         sizes = (self.event_size,) + self.hidden_units
