@@ -21,9 +21,13 @@ import sys
 import time
 from pathlib import Path
 
-# tfvae before TensorFlow: importing it quiets TensorFlow's C++ start-up logs (tfvae.logs).
+# Before TensorFlow: a command keeps TensorFlow's C++ start-up logs quiet (tfvae.logs).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tfvae  # noqa: E402
+
+from tfvae import logs  # noqa: E402
+
+logs.quiet_tensorflow_logs()
 from tfvae import data  # noqa: E402
 
 import numpy as np  # noqa: E402

@@ -40,10 +40,14 @@ import sys
 import time
 from pathlib import Path
 
-# tfvae before TensorFlow: importing it quiets TensorFlow's C++ start-up logs (tfvae.logs).
+# Before TensorFlow: a command keeps TensorFlow's C++ start-up logs quiet (tfvae.logs).
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 import tfvae  # noqa: E402
+
+from tfvae import logs  # noqa: E402
+
+logs.quiet_tensorflow_logs()
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

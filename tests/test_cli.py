@@ -254,6 +254,22 @@ def test_commands_print_no_tensorflow_logs_by_default(tmp_path):
         assert _tensorflow_lines(result.stderr) == [], result.stderr[-3000:]
 
 
+def test_importing_tfvae_selects_keras_2_and_nothing_more():
+    # A notebook's process: no import hook, no redirected file descriptor, no log level set;
+    # TensorFlow imported after tfvae uses tf_keras as tf.keras.
+    script = ("import os, sys; hooks = list(sys.meta_path); import tfvae\n"
+              "assert sys.meta_path == hooks, sys.meta_path\n"
+              "assert 'TF_CPP_MIN_LOG_LEVEL' not in os.environ\n"
+              "assert os.environ['TF_USE_LEGACY_KERAS'] == '1'\n"
+              "import tensorflow as tf\n"
+              "print(tf.keras.optimizers.Adam.__module__.split('.')[0])")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=600, env={k: v for k, v in _clean_environment().items()
+                                              if k != "TF_USE_LEGACY_KERAS"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["tf_keras"]
+
+
 def test_verbose_flag_leaves_tensorflow_logs_alone():
     # In a fresh process: --verbose neither sets TF_CPP_MIN_LOG_LEVEL nor filters the import;
     # without it the level is 3; a level the user set is kept either way.

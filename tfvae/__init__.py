@@ -14,9 +14,10 @@ Submodules load on first use: `tfvae.load` and `tfvae.data` need only TensorFlow
 client never pays for importing TensorFlow Probability or the models.
 
 Imported before TensorFlow, tfvae makes `tf.keras` mean tf_keras (Keras 2), the Keras of its
-models (TensorFlow then loads tf_keras' optimizers when it is imported, where it would load Keras
-3's); imported after, Keras 3 optimizers and callbacks given to `compile`/`fit` are converted to
-their tf_keras twins (see `tfvae.compat`).
+models, by setting TF_USE_LEGACY_KERAS=1 unless it is set (TensorFlow then loads tf_keras'
+optimizers when it is imported, where it would load Keras 3's); imported after, Keras 3
+optimizers and callbacks given to `compile`/`fit` are converted to their tf_keras twins (see
+`tfvae.compat`). That is all importing tfvae does to the process.
 """
 import importlib
 import importlib.util
@@ -41,9 +42,8 @@ def _installed(name):
 
 if "tensorflow" not in sys.modules and _installed("tf_keras"):
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-# TensorFlow's C++ start-up logs (CUDA probes that read like failures) stay quiet unless the user
-# set TF_CPP_MIN_LOG_LEVEL; see tfvae.logs.
-importlib.import_module("tfvae.logs").quiet_tensorflow_logs()
+# Nothing else happens on import: TensorFlow's C++ start-up logs are the `tfvae` command's
+# business (tfvae.logs), not a library's.
 
 __version__ = "0.1.0"
 

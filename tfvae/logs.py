@@ -1,7 +1,7 @@
 """Quiet TensorFlow's C++ start-up logs (the CUDA probes, CPU feature notes, absl's banner).
 
     from tfvae.logs import quiet_tensorflow_logs
-    quiet_tensorflow_logs()      # before TensorFlow is imported; `tfvae` and its CLI call it
+    quiet_tensorflow_logs()      # before TensorFlow is imported: the `tfvae` command calls it
     import tensorflow as tf      # no "cuInit", "cudart_stub" or "absl::InitializeLog" lines
 
 Two mechanisms, because TensorFlow has two kinds of log lines:
