@@ -2,7 +2,7 @@
 
 `tfvae.data` binarizes a chunk of batches at a time (`_CHUNK_BYTES` of float32: 10,600 MNIST
 images at batch 100). Arms, each a `tf.function` on the same chunk, timed interleaved:
-- "byte_uint8": `tfvae.data._bernoulli` on the 8-bit images, as `data.load` calls it: one random
+- "byte_uint8": `tfvae.data.bernoulli_bits` on the 8-bit images, as `data.load` calls it: one random
   byte a pixel, the tied byte settled by a further uniform;
 - "byte_float": the same on float32 images in [0, 1], as `data.from_arrays` calls it;
 - "uniform_uint8", "uniform_float": the reference, Bernoulli(p) as `uniform < p` with a float32
@@ -46,7 +46,7 @@ def main(argv=None):
     grey = np.stack(list(tfvae.data.load(args.dataset, "train", batch_size=None, shuffle=False,
                                          data_dir=args.data_dir, download=False)
                          .as_numpy_iterator()))
-    grey = grey[:data._chunk_size(args.batch_size, grey.shape[1:])]
+    grey = grey[:data.examples_per_chunk(args.batch_size, grey.shape[1:])]
     levels = 16 if args.dataset == "digits" else 255  # the grey levels are k / levels
     if np.abs(np.round(grey * levels) / levels - grey).max() > 1e-6:
         parser.error(f"{args.dataset}'s grey levels are not k / {levels}: no 8-bit arm for it")
@@ -59,8 +59,8 @@ def main(argv=None):
         return tf.cast(tf.random.stateless_uniform(tf.shape(p), seed) < p, tf.float32)
 
     arms = {
-        "byte_uint8": tf.function(lambda: data._bernoulli(counts, levels, seed)),
-        "byte_float": tf.function(lambda: data._bernoulli(floats, 1, seed)),
+        "byte_uint8": tf.function(lambda: data.bernoulli_bits(counts, levels, seed)),
+        "byte_float": tf.function(lambda: data.bernoulli_bits(floats, 1, seed)),
         "uniform_uint8": tf.function(lambda: uniform(counts, levels)),
         "uniform_float": tf.function(lambda: uniform(floats, 1)),
     }

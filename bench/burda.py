@@ -197,7 +197,9 @@ class Run:
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.dir / "checkpoint"),
                                                   max_to_keep=1)
 
-    def restore(self):
+    def restore(self, read_only=False):
+        """The epochs done, from the latest checkpoint. Unless `read_only` (--status, which may
+        look at a run that is training), the logs are brought in line with the checkpoint."""
         protocol = self.protocol.record(self.model, self.train_examples)
         record = self.dir / "protocol.json"
         if record.exists():
@@ -210,8 +212,9 @@ class Run:
         if self.manager.latest_checkpoint:
             self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
         done = int(self.epochs_done.numpy())
-        self.forget_after(done)
-        self.account_for_killed_segment(done)
+        if not read_only:
+            self.forget_after(done)
+            self.account_for_killed_segment(done)
         return done
 
     def account_for_killed_segment(self, epochs):
@@ -344,7 +347,7 @@ def train(args):
 
 def status(args):
     run = Run(args.run_dir, args.model, args.train_examples)
-    done = run.restore()
+    done = run.restore(read_only=True)
     segments = run.read("segments.jsonl")
     curve = run.read("curve.jsonl")
     print(json.dumps({"run": shown(args.run_dir), "epochs_done": done, "of": run.protocol.epochs,

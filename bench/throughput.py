@@ -10,7 +10,7 @@ Four arms per model size, all on dynamically binarized MNIST, Bernoulli likeliho
   binarization in memory: no per-batch work at all, the ideal pipeline;
 - "in_memory_spe1", "in_memory_spe64": "in_memory" with `compile(steps_per_execution=1)` (one
   step per call of the compiled function, Keras' own default) and `=64`, to show that the
-  default count (`DEFAULT_STEPS_PER_EXECUTION`) is as fast as the best;
+  default count (`tfvae.speed.STEPS_PER_CALL`) is as fast as the best;
 - "reference": the same math written directly in TensorFlow (plain variables, a hand-written
   Adam, one jit-compiled tf.function per step, no Keras) on that in-memory pipeline.
 Runs alternate between the arms, in a rotating order, so the machine's noise hits all alike.

@@ -188,7 +188,7 @@ def test_burda_run_accounts_for_a_killed_segment_and_forgets_epochs_past_its_che
     segment record: restoring drops those epochs and records the segment from its logged times."""
     import burda
 
-    run = burda.Run(tmp_path, "vae", steps_per_epoch=1, train_examples=100)
+    run = burda.Run(tmp_path, "vae", train_examples=100)
     run.append("segments.jsonl", {"first_epoch": 1, "last_epoch": 3, "epochs": 3,
                                   "wall_seconds": 30.0})
     for epoch in range(1, 11):                      # logged up to 10, checkpointed at 8
@@ -196,6 +196,11 @@ def test_burda_run_accounts_for_a_killed_segment_and_forgets_epochs_past_its_che
     for epoch, seconds in ((2, 100.0), (4, 7.5), (10, 50.0)):
         run.append("curve.jsonl", {"epoch": epoch, "eval_seconds": seconds})
     run.save(8)
+    # --status looks at a run that may be training: it changes none of its files.
+    files = {name: (tmp_path / name).read_text() for name in ("log.jsonl", "curve.jsonl",
+                                                              "segments.jsonl")}
+    assert run.restore(read_only=True) == 8
+    assert {name: (tmp_path / name).read_text() for name in files} == files
     assert run.restore() == 8
     assert [r["epoch"] for r in run.read("log.jsonl")] == list(range(1, 9))
     assert [r["epoch"] for r in run.read("curve.jsonl")] == [2, 4]

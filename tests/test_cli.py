@@ -147,11 +147,12 @@ def test_train_and_evaluate_on_an_image_folder(tmp_path, capsys):
     served = tfvae.load(tmp_path / "exports" / "vae_folder")
     card = served.card
     assert card["config"]["input_shape"] == [8, 8, 3]
-    assert card["data"] == {"name": "my_images", "source": "image folder", "image_size": [8, 8],
-                            "color_mode": "rgb", "binarize": None, "seed": 0,
-                            "validation_split": 0.25,
+    assert card["data"] == {"name": "my_images", "source": "image folder",
                             "examples": {"training": 18, "validation": 6},
                             "test_metrics_on": "validation"}
+    assert card["test_protocol"] == {"dataset": "my_images", "split": "test", "binarize": None,
+                                     "seed": 0, "take": None, "k": None, "image_size": 8,
+                                     "color_mode": "rgb", "validation_split": 0.25}
     assert str(tmp_path) not in json.dumps(card)  # no machine paths in a card
 
     # `evaluate` scores the same held-out quarter (same --seed), in this process.
@@ -333,8 +334,9 @@ def test_evaluate_follows_the_card_and_reproduces_its_figures(tmp_path, capsys, 
     capsys.readouterr()
     served = tfvae.load(export)
     card = served.card
-    assert card["data"] == {"name": "digits", "source": "scikit-learn digits",
-                            "binarize": "static", "seed": 3, "take": None, "test_split": "test"}
+    assert card["data"] == {"name": "digits", "source": "scikit-learn digits"}
+    assert card["test_protocol"] == {"dataset": "digits", "split": "test", "binarize": "static",
+                                     "seed": 3, "take": None, "k": None}
 
     monkeypatch.setattr(tfvae.progress, "MIN_INTERVAL", 0.0)  # its bar, however fast
     cli.main(["evaluate", str(export)])
@@ -387,22 +389,31 @@ def test_evaluate_shipped_vae_follows_its_card(shared_data, capsys):
     assert abs(line["metrics"]["elbo"] - card["test_elbo"]) < tolerance
 
 
-def test_card_protocol_reads_every_kind_of_card():
+def test_cards_test_protocol_reads_every_kind_of_card():
     from pathlib import Path
 
+    from tfvae import cards
+
     zoo = Path(__file__).resolve().parents[1] / "saved_models"
-    vae = json.loads((zoo / "vae_mnist" / "1" / "assets" / "tfvae_card.json").read_text())
-    ae = json.loads((zoo / "ae_mnist" / "1" / "assets" / "tfvae_card.json").read_text())
-    assert cli.card_protocol(vae) == {"dataset": "mnist", "split": "test", "binarize": "static",
-                                      "seed": 0, "take": None}
-    assert cli.card_protocol(ae)["binarize"] is None
-    # A card written by `tfvae train` before data recorded its seed: the training seed.
+    for folder in sorted(zoo.glob("*/[0-9]*")):  # every shipped card holds it as fields
+        card = cards.read(folder)
+        assert card["test_protocol"] == cards.test_protocol(card), folder
+        assert card["test_protocol"]["dataset"] == card["data"]["name"], folder
+    vae = cards.read(zoo / "vae_mnist" / "3")
+    assert cards.test_protocol(vae) == {"dataset": "mnist", "split": "test", "binarize": "static",
+                                        "seed": 0, "take": None, "k": 5000}
+    assert cards.test_protocol(cards.read(zoo / "ae_mnist" / "1"))["binarize"] is None
+    # Cards written by `tfvae train` before the field: the protocol is in `data`; the oldest
+    # recorded no seed: the training seed stands in.
     old = {"data": {"name": "digits", "binarize": "static", "take": 100},
            "training": {"seed": 2}}
-    assert cli.card_protocol(old) == {"dataset": "digits", "split": "test",
-                                      "binarize": "static", "seed": 2, "take": 100}
-    for card in (None, {}, {"data": "mnist"}, {"data": {"name": "x", "binarize": "odd"}}):
-        assert cli.card_protocol(card) is None
+    assert cards.test_protocol(old) == {"dataset": "digits", "split": "test",
+                                        "binarize": "static", "seed": 2, "take": 100, "k": None}
+    for card in (None, {}, {"data": "mnist"}, {"data": {"name": "x", "binarize": "odd"}},
+                 {"test_protocol": {"dataset": "mnist", "k": 0}}):
+        assert cards.test_protocol(card) is None
+    with pytest.raises(ValueError, match="unknown fields"):
+        cards.check_test_protocol({"dataset": "mnist", "bits": "static"})
 
 
 @pytest.mark.parametrize("flags, expected, from_card", [
@@ -419,8 +430,8 @@ def test_card_protocol_reads_every_kind_of_card():
      False),
 ])
 def test_evaluate_flags_given_replace_the_cards(monkeypatch, flags, expected, from_card):
-    card = {"data": {"name": "mnist", "binarize": "static", "seed": 0, "take": None,
-                     "test_split": "test"}}
+    card = {"test_protocol": {"dataset": "mnist", "split": "test", "binarize": "static",
+                              "seed": 0, "take": None, "k": 5000}}
     monkeypatch.setattr(cli, "_card_of", lambda args: card)
     args = cli.build_parser().parse_args(["evaluate", "some_export", *flags])
     cli._use_card_protocol(args)

@@ -103,7 +103,7 @@ def test_dynamic_bits_are_bernoulli_of_the_grey_level_without_bias(dtype, scale,
     # p to 8 bits), and p = 0 and p = 1 must come out exactly.
     n = 2_000_001  # not a multiple of 4: the bytes come four to a random word
     images = np.repeat(np.array(levels, dtype)[:, None], n, axis=1)
-    bits = data._bernoulli(tf.constant(images), scale, tf.constant([3, 7], tf.int64)).numpy()
+    bits = data.bernoulli_bits(tf.constant(images), scale, tf.constant([3, 7], tf.int64)).numpy()
     assert bits.dtype == np.float32 and bits.shape == images.shape
     assert set(np.unique(bits)) == {0.0, 1.0}
     p = np.array(levels, np.float64) / scale
@@ -113,7 +113,7 @@ def test_dynamic_bits_are_bernoulli_of_the_grey_level_without_bias(dtype, scale,
     inner = (p > 0) & (p < 1)
     z = (ones - n * p)[inner] / np.sqrt(n * p * (1 - p))[inner]
     assert np.abs(z).max() < 5, z
-    empty = data._bernoulli(tf.zeros([0, 3], dtype), scale, tf.constant([3, 7], tf.int64))
+    empty = data.bernoulli_bits(tf.zeros([0, 3], dtype), scale, tf.constant([3, 7], tf.int64))
     assert empty.shape == (0, 3)
 
 

@@ -9,7 +9,7 @@ import tensorflow as tf
 import tf_keras
 
 import tfvae
-from tfvae import loading, signatures
+from tfvae import validation, loading, signatures
 from tfvae.loading import ExportNotFoundError, InvalidExportError
 
 
@@ -142,7 +142,7 @@ def test_importing_tfvae_to_load_needs_neither_tfp_nor_tf_keras(legacy_keras):
     ("ae", dict(latent_dim=2, hidden_units=(8,)), "code [batch, latent_dim]"),
 ])
 def test_a_familys_signature_text_replaces_only_the_entries_it_names(name, kwargs, own):
-    from tfvae.exporting import model_card
+    from tfvae.cards import model_card
 
     model = tfvae.models.get(name, input_shape=(4, 4, 1), **kwargs)
     generic = model_card(tfvae.models.VAE(input_shape=(4, 4, 1), latent_dim=2,
@@ -194,13 +194,35 @@ def test_every_signature_of_an_export_is_described_by_the_contract(name, kwargs,
         assert text == own.get(signature_name, signatures.get(signature_name).text)
 
 
-def test_the_contract_casts_only_what_loses_nothing():
-    assert signatures.cast(np.zeros((1, 2)), tf.float32).dtype == np.float32
-    assert signatures.cast(tf.constant([1, 2], tf.int32), tf.int64).dtype == np.int64
-    assert signatures.cast(np.array([1, 2], np.uint8), tf.float32).dtype == np.float32
-    # Left as they are, for the receiver to refuse with its own message.
-    assert signatures.cast([0.5], tf.int64).dtype == np.float64
-    assert signatures.cast([["a"]], tf.float32).dtype.kind == "U"
+def test_every_way_into_a_model_refuses_a_mistake_in_the_same_words(model, tmp_path, digits):
+    from tfvae import serving
+
+    path = tfvae.export(model, tmp_path / "vae")
+    wrong = digits[:3].reshape(3, 64)
+    info = signatures.signature_defs(path)["encode"].inputs["x"]
+    doors = {"evaluate": lambda: model.evaluate(wrong, verbose=0),
+             "loaded": lambda: tfvae.load(path).encode(wrong),
+             "client": lambda: serving._conform(wrong, info, "encode()", "x")}
+    if model.optimizer is None:
+        model.compile()
+    for door, call in doors.items():
+        with pytest.raises(ValueError) as error:
+            call()
+        assert str(error.value).endswith(
+            "of shape [batch, 8, 8, 1] and dtype float32; got shape [3, 64]"), door
+        assert " takes " in str(error.value), door
+
+
+def test_one_input_check_casts_only_what_loses_nothing():
+    cast = validation.lossless_cast
+    assert cast(np.zeros((1, 2)), np.float32).dtype == np.float32
+    assert cast(np.array([1, 2], np.int32), np.int64).dtype == np.int64
+    assert cast(np.array([1, 2], np.uint8), np.float32).dtype == np.float32
+    # Refused: a fraction as a seed, text, booleans, a float64 float32 cannot hold, an integer
+    # float32 cannot hold exactly.
+    for value, dtype in (([0.5], np.int64), ([["a"]], np.float32), ([True], np.float32),
+                         ([1e300], np.float32), ([2 ** 25 + 1], np.float32)):
+        assert cast(np.asarray(value), dtype) is None, value
     assert signatures.input_name("generate") is None and signatures.lone_output("encode") is None
     assert signatures.get("serving_default") is signatures.get("reconstruct")
     with pytest.raises(KeyError, match="not a tfvae signature"):

@@ -1,6 +1,7 @@
 """Focused tests of the hierarchical VAEs, the IAF posterior and the training aids and
 evaluation every VAE shares (warm-up, free bits, IWAE, importance-sampled log-likelihood).
 The shared battery (tests/test_battery.py) covers the plumbing; here, the mathematics."""
+import subprocess
 import sys
 
 import numpy as np
@@ -85,7 +86,7 @@ def test_ladder_posterior_combines_the_bottom_up_estimate_with_the_shared_prior(
     model = tfvae.models.get("ladder_vae", input_shape=DIGITS, latent_dims=(4, 2),
                              hidden_units=(16,))
     x = tf.constant(digits[:5])
-    estimates = model._features(x)
+    estimates = model.features(x)
     qs, zs, ps = model._infer(estimates, sample=False)
     # The prior below the top is the generative model's p(z_1 | z_2) at the posterior's z_2.
     prior = model.prior_heads[0](model.prior_nets[0](zs[1]))
@@ -103,6 +104,30 @@ def test_ladder_posterior_combines_the_bottom_up_estimate_with_the_shared_prior(
 
 
 # ---- IAF -----------------------------------------------------------------------------------------
+def test_fine_tuning_trains_on_the_iwae_bound_with_a_decaying_rate(digits):
+    tf_keras.utils.set_random_seed(0)
+    model = tfvae.models.VAE(input_shape=DIGITS, latent_dim=2, hidden_units=(16,))
+    model.compile(optimizer=tf_keras.optimizers.Adam(1e-2), jit_compile=False)
+    x = np.concatenate([digits, digits])
+    model.fit(x, batch_size=32, epochs=2, verbose=0)           # 4 steps an epoch
+    schedule = tfvae.training.start_fine_tuning(model, steps_per_epoch=4, epochs=4,
+                                                iwae_samples=8, decay=0.5, decay_epochs=2)
+    assert model.iwae_samples == 8
+    # From step 8: 1e-2 for two epochs, then halved (the optimizer's moments stay).
+    assert [float(schedule(step)) for step in (8, 15, 16, 23)] == pytest.approx(
+        [1e-2, 1e-2, 5e-3, 5e-3])
+    history = model.fit(x, batch_size=32, initial_epoch=2, epochs=4, verbose=0).history
+    assert int(model.optimizer.iterations) == 16
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-2)   # the last step's
+    assert float(schedule(model.optimizer.iterations)) == pytest.approx(5e-3)   # the next's
+    # The training step traced anew: its loss is the negative IWAE bound with 8 samples,
+    # well above the one-sample ELBO it reports beside it.
+    assert all(-loss > elbo + 0.5 for loss, elbo in zip(history["loss"], history["elbo"]))
+    with pytest.raises(ValueError, match="compiled"):
+        tfvae.training.start_fine_tuning(tfvae.models.VAE(input_shape=DIGITS, latent_dim=2),
+                                         steps_per_epoch=4, epochs=4)
+
+
 def test_batch_norm_statistics_are_set_from_one_pass_over_the_examples(digits):
     tf_keras.utils.set_random_seed(0)
     model = tfvae.models.LadderVAE(input_shape=DIGITS, latent_dims=(3, 2), hidden_units=(16,))
@@ -152,7 +177,7 @@ def test_iaf_log_q_equals_the_change_of_variables(digits, rng):
     # Move the gates away from their initial near-identity so the flow does something.
     for step in model.flow_layers:
         step.s_bias.assign(rng.normal(size=3))
-    features = model._features(tf.constant(digits[:6]))
+    features = model.features(tf.constant(digits[:6]))
     eps = tf.constant(rng.normal(size=(6, 3)), tf.float32)
     with tf.GradientTape() as tape:
         tape.watch(eps)
@@ -325,7 +350,7 @@ def test_iwae_loss_is_the_negative_bound(digits):
     loss = model.compute_terms(x)["loss"]
     # Replay the random stream: the one-sample pass (the reported terms), then the k = 4 draw.
     tf_keras.utils.set_random_seed(3)
-    model._forward(x)
+    model.draw(model.features(x))
     bound = tfvae.objectives.log_mean_exp(model.log_weights(x, 4))
     np.testing.assert_allclose(loss, -bound, rtol=1e-5)
 
@@ -379,8 +404,10 @@ def linear_vae(W, b, sigma, exact=True):
 
 def expected_elbo(model, x, draws=4000):
     """The ELBO per example, its sampled reconstruction averaged over many draws."""
-    parts = model._forward(tf.constant(x), draws)
-    return tf.reduce_mean(parts["log_px"] - parts["kls"][0], axis=0).numpy()
+    x = tf.constant(x)
+    draw = model.draw(tf.tile(model.features(x), [draws, 1]))
+    log_px = draw.p_x.log_prob(tf.tile(x, [draws, 1])) - draw.kls[0]
+    return tf.reduce_mean(tf.reshape(log_px, [draws, -1]), axis=0).numpy()
 
 
 def test_log_likelihood_matches_the_closed_form_of_a_linear_gaussian_model(rng):
@@ -432,6 +459,26 @@ def test_log_likelihood_takes_any_number_of_examples_and_shows_its_progress(rng,
         model.log_likelihood(x, num_samples=0)
     with pytest.raises(ValueError, match="no examples"):
         model.log_likelihood(dataset.take(0), num_samples=7)
+
+
+def test_evaluating_several_models_in_turn_warns_of_no_retracing():
+    # TensorFlow counts a function's traces across every model in the process: five models'
+    # first traces of one method read as retracing, and it warns.
+    script = """
+import numpy as np, tfvae
+x = (np.random.default_rng(0).random((30, 8, 8, 1)) < 0.5).astype(np.float32)
+for name in ["vae", "hvae", "ladder_vae", "iaf_vae"] * 2:
+    model = tfvae.models.get(name, input_shape=(8, 8, 1),
+                             **tfvae.models.get_class(name).example_config)
+    model.log_likelihood(x, num_samples=50, batch_size=10, verbose=0)
+    model.log_likelihood(x[:7], num_samples=30, verbose=0)
+print("evaluated")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["evaluated"]
+    assert "retracing" not in result.stderr, result.stderr[-3000:]
 
 
 def test_hierarchical_log_likelihood_matches_the_closed_form(rng):

@@ -401,5 +401,3 @@ def test_non_keras3_objects_pass_through():
     assert compat.to_tf_keras_callbacks(callbacks) is callbacks
     assert compat.to_tf_keras_callbacks(None) is None
     assert not compat.is_keras3(adam)
-    args, kwargs = (1, 2), {"callbacks": callbacks}
-    assert compat.convert_callbacks_argument(args, kwargs, 4) == (args, kwargs)

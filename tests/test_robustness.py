@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import tfvae
-from tfvae import cli, exporting, training, validation
+from tfvae import cli, exporting, speed, training, validation
 from tfvae.loading import InvalidExportError
 from tfvae.models.base import LatentVariableModel
 
@@ -163,7 +163,7 @@ def test_mixed_precision_trains_without_nan(precision, digits):
     losses = model.fit(digits, batch_size=16, epochs=5, verbose=0,
                        callbacks=[training.NonFiniteGuard()]).history["loss"]
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
-    assert not training.non_finite_variables(model)
+    assert not validation.non_finite_variables(model.variables)
 
 
 @pytest.mark.parametrize("name", tfvae.models.names())
@@ -287,9 +287,9 @@ class StepLog(tf_keras.callbacks.Callback):
 
 def test_compile_default_runs_several_steps_per_call_in_long_fits_unless_a_callback_needs_every_step(
         digits, monkeypatch):
-    monkeypatch.setattr(LatentVariableModel, "MIN_STEPS_FOR_SEVERAL_PER_CALL", 100)
+    monkeypatch.setattr(speed, "MIN_STEPS_FOR_SEVERAL_PER_CALL", 100)
     x = np.concatenate([digits] * 10)                 # 640 images: 40 steps of 16 an epoch
-    spe = LatentVariableModel.DEFAULT_STEPS_PER_EXECUTION
+    spe = speed.STEPS_PER_CALL
     last_steps = list(range(spe - 1, 40, spe))        # each call's last step; 39 ends the epoch
     last_steps += [39] if last_steps[-1] != 39 else []
     model = tfvae.models.VAE(input_shape=DIGITS, latent_dim=2, hidden_units=(8,))

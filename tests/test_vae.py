@@ -98,7 +98,7 @@ def test_evaluation_reads_x_once_in_one_xla_kernel_that_exports_leave_out(
     # log_likelihood traces its chunks in the context; the export, made after, has no XLA
     # kernel (TF Serving compiles them only behind an experimental flag).
     model.log_likelihood(x, num_samples=10, verbose=0)
-    assert xla_compiled(graph(model._compiled_log_weights, x, 10))
+    assert xla_compiled(graph(model._log_weights_for_evaluation, x, 10))
     assert not xla_compiled(tfvae.export(model, tmp_path / "vae"))
 
 

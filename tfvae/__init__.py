@@ -54,6 +54,7 @@ _LAZY = {
     "objectives": ("tfvae.objectives", None),
     "layers": ("tfvae.layers", None),
     "callbacks": ("tfvae.callbacks", None),
+    "cards": ("tfvae.cards", None),
     "plotting": ("tfvae.plotting", None),
     "serving": ("tfvae.serving", None),
     "training": ("tfvae.training", None),

@@ -18,7 +18,6 @@ import argparse
 import ast
 import json
 import os
-import re
 import sys
 import time
 
@@ -102,11 +101,11 @@ def _holds_images(folder, limit=2000):
     """Image files directly in `folder` or in its immediate subfolders (class folders)? A TFDS
     data folder has none there (its downloads/ folder is skipped); only `limit` entries are
     looked at, so a huge folder costs little."""
-    from tfvae.data import _IMAGE_EXTENSIONS
+    from tfvae.data import IMAGE_EXTENSIONS
 
     seen = 0
     for top, subfolders, files in os.walk(folder):
-        if any(os.path.splitext(f)[1].lower() in _IMAGE_EXTENSIONS for f in files):
+        if any(os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS for f in files):
             return True
         seen += len(files) + len(subfolders)
         if top == folder:
@@ -203,44 +202,36 @@ def _count(dataset):
 
 
 def _data_card(args, counts):
-    """The model card's `data`: what the model was trained on and what its test metrics
-    score, without machine paths. It holds what `tfvae evaluate` needs to score the same
-    examples with the same bits: the dataset, its source, the test split, binarize, seed and
-    take (for an image folder: its name, image size, colour mode and validation split).
+    """The model card's `data`: what the model was trained on, without machine paths.
 
-        {"name": "digits", "source": "scikit-learn digits", "binarize": "static", "seed": 0,
-         "take": None, "test_split": "test"}
+        {"name": "digits", "source": "scikit-learn digits"}
     """
     if not args.image_folder:
-        return {"name": args.dataset, "source": _data_source(args), "binarize": args.binarize,
-                "seed": args.seed, "take": args.take, "test_split": "test"}
+        return {"name": args.dataset, "source": _data_source(args)}
     held_out = args.validation_split is not None
     return {"name": args.dataset, "source": "image folder",
-            "image_size": [args.image_size, args.image_size], "color_mode": args.color_mode,
-            "binarize": args.binarize, "seed": args.seed,
-            "validation_split": args.validation_split,
             "examples": {"training": counts.get("training"),
                          "validation": counts.get("test") if held_out else 0},
             "test_metrics_on": "validation" if held_out else "training"}
 
 
+def _test_protocol(args):
+    """What the card's test metrics scored, as the fields `tfvae evaluate` reads back (see
+    tfvae.cards): the dataset, test split, binarize, seed and take (for an image folder its
+    image size, colour mode and validation split instead of take)."""
+    protocol = {"dataset": args.dataset, "split": "test", "binarize": args.binarize,
+                "seed": args.seed, "take": args.take, "k": None}
+    if args.image_folder:
+        protocol.update(take=None, image_size=args.image_size, color_mode=args.color_mode,
+                        validation_split=args.validation_split)
+    return protocol
+
+
 def _data_source(args):
     """Where --dataset's examples came from, e.g. "TFDS mnist 3.0.1" (a name, never a path)."""
-    if args.dataset == "digits":
-        return "scikit-learn digits"
-    if args.dataset == "binarized_mnist":
-        # data.load's order: an .npz file or folder given, $TFVAE_BINARIZED_MNIST, else TFDS.
-        folder = args.data_dir or ""
-        if (folder.endswith(".npz") or os.path.isfile(os.path.join(folder, "binarized_mnist.npz"))
-                or os.environ.get("TFVAE_BINARIZED_MNIST")):
-            return "binarized_mnist.npz"
-    try:
-        from tfvae import data
+    from tfvae import data
 
-        builder = data._tfds_builder(args.dataset, args.data_dir)
-        return f"TFDS {builder.name} {builder.version}"
-    except Exception:  # the data loaded, so this is only the version we could not name
-        return "TFDS"
+    return data.source(args.dataset, args.data_dir)
 
 
 def cmd_models(args):
@@ -339,7 +330,7 @@ def cmd_train(args):
     if args.export:
         command = _portable_command(sys.argv[1:]) if sys.argv[0].endswith("tfvae") else None
         path = export(model, args.export, metrics={f"test_{k}": v for k, v in result["test"].items()},
-                      data=_data_card(args, counts),
+                      data=_data_card(args, counts), test_protocol=_test_protocol(args),
                       card={"training": {"epochs": args.epochs, "batch_size": args.batch_size,
                                          "learning_rate": args.lr, "seed": args.seed,
                                          "kl_warmup_epochs": args.kl_warmup,
@@ -400,54 +391,13 @@ _FOLDER_PROTOCOL = ("image_size", "color_mode", "validation_split")
 def _card_of(args):
     """The model card of the export `tfvae evaluate` names, or None (no export there, or no
     card: `load` then says what is wrong, after the flags are checked)."""
-    from tfvae.exporting import CARD_FILENAME
+    from tfvae import cards
     from tfvae.loading import resolve
 
     try:
-        card_file = resolve(args.path, args.version) / "assets" / CARD_FILENAME
-        card = json.loads(card_file.read_text())
+        return cards.read(resolve(args.path, args.version))
     except (OSError, ValueError):
         return None
-    return card if isinstance(card, dict) else None
-
-
-def card_protocol(card):
-    """The test protocol a model card records, in evaluate's terms, or None if it records none.
-
-        card_protocol(tfvae.load("vae_mnist").card)
-        # {"dataset": "mnist", "split": "test", "binarize": "static", "seed": 0, "take": None}
-
-    Cards written by `tfvae train` hold name, binarize, seed, take and test_split in `data`
-    (older ones no seed: the training seed, which also seeded the data, stands in); an image
-    folder's card also its image_size, color_mode and validation_split. Cards written by
-    bench/train_zoo.py describe the test set in words that name the call reading it, e.g.
-    "tfvae.data.load('mnist', 'test', binarize='static', seed=0)"; that call is read back.
-    """
-    data = card.get("data") if isinstance(card, dict) else None
-    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
-        return None
-    training = card.get("training") if isinstance(card.get("training"), dict) else {}
-    protocol = {"dataset": data["name"], "split": data.get("test_split", "test"),
-                "binarize": data.get("binarize"),
-                "seed": data.get("seed", training.get("seed", 0)),
-                "take": data.get("take")}
-    if isinstance(data.get("test"), str):
-        binarize = re.search(r"binarize=['\"](\w+)['\"]", data["test"])
-        seed = re.search(r"\bseed=(\d+)", data["test"])
-        protocol.update(binarize=binarize.group(1) if binarize else None,
-                        seed=int(seed.group(1)) if seed else 0)
-    if data.get("source") == "image folder":
-        size = data.get("image_size")
-        protocol.update(take=None, image_size=size[0] if isinstance(size, list) and size else size,
-                        color_mode=data.get("color_mode"),
-                        validation_split=data.get("validation_split"))
-    take, seed = protocol["take"], protocol["seed"]
-    valid = (isinstance(protocol["split"], str)
-             and protocol["binarize"] in (None, "dynamic", "static")
-             and type(seed) is int and seed >= 0
-             and (take is None or (type(take) is int and take > 0))
-             and (data.get("source") != "image folder" or type(protocol["image_size"]) is int))
-    return protocol if valid else None
 
 
 def _use_card_protocol(args):
@@ -455,7 +405,11 @@ def _use_card_protocol(args):
     default it scores what the card's test metrics scored: same dataset, split, examples and
     bits. A flag given on the command line wins; a --dataset (or --image-size) other than the
     card's data sets the card aside. Sets args.from_card and args.protocol_origin."""
-    protocol = card_protocol(_card_of(args))
+    from tfvae import cards
+
+    protocol = cards.test_protocol(_card_of(args))
+    if protocol is not None:  # evaluate scores examples: k is for the log-likelihood
+        protocol.pop("k")
     args.from_card = False
     args.protocol_origin = "the flags' defaults (the model card records no test protocol)"
     folder_card = protocol is not None and "image_size" in protocol

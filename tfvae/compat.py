@@ -359,18 +359,3 @@ def to_tf_keras_callbacks(callbacks):
     pairs = [(original, twin) for original, twin in zip(callbacks, converted)
              if twin is not original]
     return [*converted, _ReportBack(pairs)]
-
-
-def convert_callbacks_argument(args, kwargs, position):
-    """`(args, kwargs)` of a tf_keras `fit`/`evaluate`/`predict` call (without x) with their
-    callbacks, given by keyword or as positional argument number `position`, converted by
-    `to_tf_keras_callbacks`.
-
-    Example:
-        args, kwargs = convert_callbacks_argument(args, kwargs, position=4)   # in fit
-    """
-    if "callbacks" in kwargs:
-        kwargs = {**kwargs, "callbacks": to_tf_keras_callbacks(kwargs["callbacks"])}
-    elif len(args) > position:
-        args = (*args[:position], to_tf_keras_callbacks(args[position]), *args[position + 1:])
-    return args, kwargs

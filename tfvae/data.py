@@ -34,10 +34,12 @@ _SHAPES = {
 _BINARIZE = (None, "dynamic", "static")
 _DIGITS_SPLITS = {"train": slice(0, 1500), "test": slice(1500, None)}  # 1500 / 297
 _NPZ_SPLITS = {"train": "train", "validation": "valid", "valid": "valid", "test": "test"}
-_SHUFFLE_BUFFER = 10_000  # training.epoch_batches' buffer; the in-memory pipeline shuffles fully
+#: the shuffle buffer of training.epoch_batches (the in-memory pipeline shuffles fully)
+SHUFFLE_BUFFER = 10_000
 _READ_BATCH = 4096  # examples per step when reading a TFDS split or a folder into memory
 _CHUNK_BYTES = 1 << 25  # float32 bytes of the batches the pipeline makes with one gather
-_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+#: the files from_directory reads
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 _COLOR_MODES = {"grayscale": 1, "rgb": 3}
 _SUBSETS = ("training", "validation")
 
@@ -256,7 +258,7 @@ def _pipeline(images, labels, *, scale, batch_size, binarize, shuffle, seed):
     images = tf.convert_to_tensor(images)
     labels = None if labels is None else tf.convert_to_tensor(labels)
     count = int(images.shape[0])
-    chunk_size = _chunk_size(batch_size, images.shape[1:])
+    chunk_size = examples_per_chunk(batch_size, images.shape[1:])
     ds = tf.data.Dataset.range(count)
     if shuffle:
         ds = ds.shuffle(count, seed=seed, reshuffle_each_iteration=True)
@@ -276,7 +278,7 @@ def _pipeline(images, labels, *, scale, batch_size, binarize, shuffle, seed):
         ds = tf.data.Dataset.zip(ds, seeds)
 
         def fetch(index, s):
-            x = _bernoulli(tf.gather(images, index), scale, tf.stack([s, seed64]))
+            x = bernoulli_bits(tf.gather(images, index), scale, tf.stack([s, seed64]))
             return x if labels is None else (x, tf.gather(labels, index))
     else:
         def fetch(index):
@@ -300,14 +302,14 @@ def _pipeline(images, labels, *, scale, batch_size, binarize, shuffle, seed):
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _chunk_size(batch_size, example_shape):
+def examples_per_chunk(batch_size, example_shape):
     """Examples the pipeline gathers at once: whole batches, about _CHUNK_BYTES as float32."""
     per_batch = batch_size or 1
     example_bytes = 4 * int(np.prod(example_shape))
     return per_batch * max(1, _CHUNK_BYTES // (per_batch * example_bytes))
 
 
-def _bernoulli(images, scale, seed):
+def bernoulli_bits(images, scale, seed):
     """float32 bits ~ Bernoulli(images / scale), exactly, from one random byte a pixel.
 
     Split a uniform u = (b + w) / 256 into a random byte b and a remainder w ~ U[0, 1). With
@@ -556,6 +558,25 @@ def _binarized_mnist(split, data_dir, download, take):
     return bits.reshape(-1, 28, 28, 1), np.zeros(len(bits), np.int64), 1
 
 
+def source(name, data_dir=None):
+    """Where `load(name, ...)` takes its examples from, as a card names it (never a path):
+    "scikit-learn digits", "binarized_mnist.npz", or the TFDS builder and version, e.g.
+    "TFDS mnist 3.0.1"; "TFDS" when the builder cannot be named."""
+    if name == "digits":
+        return "scikit-learn digits"
+    if name == "binarized_mnist":
+        # load's order: an .npz file or a folder holding one, $TFVAE_BINARIZED_MNIST, else TFDS.
+        folder = os.fspath(data_dir or "")
+        if (folder.endswith(".npz") or os.path.isfile(os.path.join(folder, "binarized_mnist.npz"))
+                or os.environ.get("TFVAE_BINARIZED_MNIST")):
+            return "binarized_mnist.npz"
+    try:
+        builder = _tfds_builder(name, data_dir)
+        return f"TFDS {builder.name} {builder.version}"
+    except Exception:  # a dataset that loaded: only its version could not be named
+        return "TFDS"
+
+
 def _tfds_builder(name, data_dir):
     import tensorflow_datasets as tfds
 
@@ -689,7 +710,7 @@ def _find_images(roots, with_labels):
             subfolders.sort()
             for name in names:
                 ext = os.path.splitext(name)[1].lower()
-                if ext in _IMAGE_EXTENSIONS:
+                if ext in IMAGE_EXTENSIONS:
                     relative = os.path.relpath(os.path.join(folder, name), root)
                     found.append(tuple(relative.split(os.sep)))
                 else:
@@ -701,7 +722,7 @@ def _find_images(roots, with_labels):
             seen = ", ".join(f"{count} {ext}" for ext, count in
                              sorted(others.items(), key=lambda item: -item[1])[:5])
             raise ValueError(f"folder {root!r} holds no image files (the extensions that count: "
-                             f"{', '.join(_IMAGE_EXTENSIONS)}); it holds {sum(others.values())} "
+                             f"{', '.join(IMAGE_EXTENSIONS)}); it holds {sum(others.values())} "
                              f"other files: {seen}")
         found.sort()  # by path components: the same order on every machine
         if with_labels:

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from tfvae import validation, warmup
-from tfvae.signatures import ALIASES, SIGNATURES, card_texts, input_spec
+from tfvae import cards, validation, warmup
+from tfvae.cards import CARD_FILENAME
+from tfvae.signatures import ALIASES, SIGNATURES, input_spec
 from tfvae.validation import WrongTypeError
 
-CARD_FILENAME = "tfvae_card.json"
 _TEMPORARY_PREFIX = ".tmp-"
 
 
@@ -65,33 +65,8 @@ def versions(model_dir):
     return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
 
 
-def model_card(model, data=None, metrics=None, extra=None):
-    """The JSON-able card that travels inside the export: what the model is and how it did."""
-    import tfvae
-
-    card = {
-        "model": getattr(model, "registry_name", type(model).__name__),
-        "class": type(model).__name__,
-        "config": _jsonable(model.get_config()),
-        "data": data,
-        "metrics": _jsonable(metrics or {}),
-        "tfvae_version": tfvae.__version__,
-        "tensorflow_version": tf.__version__,
-        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "signatures": card_texts(),
-        "input_shape": list(model.input_shape),
-        "latent_shape": list(model.latent_shape),
-    }
-    # A family can describe itself, e.g. how its `sample` draws codes, and its own signatures
-    # (which replace the generic text of those it names, and leave the others).
-    info = _jsonable(getattr(model, "card_info", dict)())
-    card["signatures"].update(info.pop("signatures", {}))
-    card.update(info)
-    card.update(extra or {})
-    return card
-
-
-def export(model, model_dir, *, data=None, metrics=None, card=None, version=None):
+def export(model, model_dir, *, data=None, metrics=None, test_protocol=None, card=None,
+           version=None):
     """Write `model` as the next version under `model_dir` (TF Serving's layout) and return the
     version's path.
 
@@ -104,18 +79,26 @@ def export(model, model_dir, *, data=None, metrics=None, card=None, version=None
         model_dir: e.g. "saved_models/vae_mnist"; versions go in model_dir/1, model_dir/2, ...
         data: a description of the training data for the card (e.g. "mnist" or a dict).
         metrics: figures for the card, e.g. {"test_elbo": -98.1}.
+        test_protocol: what those test figures scored, as fields `tfvae evaluate` reads (see
+            tfvae.cards): {"dataset": "mnist", "split": "test", "binarize": "static",
+            "seed": 0, "take": None, "k": 5000}.
         card: extra card entries.
         version: an explicit version number; it must not exist yet.
     """
     _check_arguments(model, model_dir, version, card)
+    if test_protocol is not None:
+        test_protocol = cards.check_test_protocol(test_protocol)
     model_dir = Path(model_dir)
     if version is not None and (model_dir / str(int(version))).exists():
         raise FileExistsError(f"version {version} of {model_dir} exists")
     if model_dir.exists() and not model_dir.is_dir():
         raise FileExistsError(f"model_dir {model_dir} is a file, not a folder")
-    _check_finite(model)
+    bad = validation.non_finite_variables(model.variables)
+    if bad:  # a server would answer with garbage
+        raise ValueError(f"refusing to export: non-finite values in {', '.join(bad[:5])}")
     try:  # before anything is written: a value JSON cannot hold fails here
-        card_text = json.dumps(model_card(model, data, metrics, card), indent=2)
+        card_text = json.dumps(cards.model_card(model, data, metrics, test_protocol, card),
+                               indent=2)
     except (TypeError, ValueError) as error:
         raise WrongTypeError(f"export(): data, metrics and card must be JSON-serializable "
                              f"(numbers, strings, lists, dicts): {error}") from None
@@ -219,24 +202,3 @@ def _serving_function(function, spec):
         return function(tf.ensure_shape(value, spec.shape))
     checked.__name__ = function.__name__  # names the graph function in error messages
     return tf.function(checked, input_signature=[spec])
-
-
-def _check_finite(model):
-    """Refuse to export NaN or infinite weights: a server would answer with garbage."""
-    bad = [v.name for v in model.variables if not bool(tf.reduce_all(tf.math.is_finite(v)))]
-    if bad:
-        raise ValueError(f"refusing to export: non-finite values in {', '.join(bad[:5])}")
-
-
-def _jsonable(value):
-    """Config and metric values as JSON types (tuples -> lists, numpy/tensors -> numbers)."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "numpy"):
-        value = value.numpy()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return value
-

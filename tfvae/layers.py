@@ -141,9 +141,9 @@ def _bernoulli_logits_per_row(distribution):
 def _bernoulli_log_prob_xla(x, logits):
     """sum_i x_i * l_i - softplus(l_i) for x [batch, pixels] and logits [copies, batch, pixels].
 
-    softplus(l) as max(l, 0) + log(1 + exp(-|l|)): XLA's own softplus (through log1p) ran 8%
-    slower on the whole estimate, and is no closer to a float64 softplus (within 9e-7 nats a
-    pixel on logits of scale 4, against 6e-7 for this one).
+    softplus(l) as max(l, 0) + log(1 + exp(-|l|)): XLA's own softplus (through log1p) ran
+    slower on the whole estimate (bench/likelihood_speed.py), and is no closer to a float64
+    softplus.
     """
     softplus = tf.nn.relu(logits) + tf.math.log(1.0 + tf.exp(-tf.abs(logits)))
     return tf.reduce_sum(x * logits - softplus, axis=-1)

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from tfvae import validation
-from tfvae.exporting import CARD_FILENAME, versions
-from tfvae.signatures import SignatureMethods, as_array
+from tfvae import cards, validation
+from tfvae.exporting import versions
+from tfvae.signatures import SignatureMethods
 
 #: the zoo's folder when tfvae runs from a checkout (e.g. `pip install -e .`): the repository's
 #: saved_models/. After a plain `pip install .` this is inside site-packages, where no zoo is.
@@ -230,11 +230,10 @@ class LoadedModel(SignatureMethods):
             raise InvalidExportError(f"could not load the SavedModel in {self.path}: "
                                      f"{type(error).__name__}: {str(error).splitlines()[0][:300]}") from None
         self.signatures = dict(self._saved.signatures)
-        card_file = self.path / "assets" / CARD_FILENAME
         try:
-            self.card = json.loads(card_file.read_text()) if card_file.exists() else None
-        except (ValueError, UnicodeDecodeError) as error:
-            raise InvalidExportError(f"the model card {card_file} is damaged: {error}") from None
+            self.card = cards.read(self.path)
+        except ValueError as error:
+            raise InvalidExportError(str(error)) from None
 
     def __repr__(self):
         name = self.card["model"] if self.card else "model"
@@ -257,34 +256,7 @@ class LoadedModel(SignatureMethods):
         if signature not in self.signatures:
             raise KeyError(f"no signature {signature!r}; this export has {sorted(self.signatures)}")
         spec = self.input_spec(signature)
-        tensor = _checked(value, spec, signature)
-        outputs = self.signatures[signature](**{spec.name: tensor})
+        array = validation.conform(value, spec.shape.as_list(), spec.dtype.as_numpy_dtype,
+                                   f"{signature}()", spec.name)
+        outputs = self.signatures[signature](**{spec.name: tf.constant(array)})
         return {key: tensor.numpy() for key, tensor in outputs.items()}
-
-
-def _checked(value, spec, signature):
-    """`value` as a tensor matching `spec`, or a clear TypeError/ValueError."""
-    expected = "[batch, " + ", ".join(str(d) for d in spec.shape[1:]) + "]"
-    what = f"{signature}() takes {spec.name} of shape {expected} and dtype {spec.dtype.name}"
-    try:
-        array = as_array(value)
-    except (ValueError, TypeError) as error:  # ragged nested lists, odd objects
-        raise ValueError(f"{what}; got something that is not an array: {error}") from None
-    if spec.dtype.is_floating:
-        if array.dtype.kind not in "fiu" or array.dtype == np.bool_:
-            raise TypeError(f"{what}; got dtype {array.dtype}")
-    elif array.dtype.kind not in "iu":
-        raise TypeError(f"{what}; got dtype {array.dtype} (integers are needed)")
-    if not spec.shape.is_compatible_with(array.shape):
-        hint = ""
-        if tuple(array.shape) == tuple(spec.shape[1:]):
-            hint = " (one example? add a batch axis: x[None])"
-        raise ValueError(f"{what}; got shape {list(array.shape)}{hint}")
-    if spec.dtype.is_floating and not np.all(np.isfinite(array)):
-        raise ValueError(f"{what}; got non-finite values (NaN or inf)")
-    if spec.dtype.is_floating and array.size and np.abs(array).max() > spec.dtype.max:
-        raise ValueError(f"{what}; got values too large for {spec.dtype.name}")
-    if spec.dtype.is_integer and array.size and (array.max() > spec.dtype.max
-                                                 or array.min() < spec.dtype.min):
-        raise ValueError(f"{what}; got values outside the {spec.dtype.name} range")
-    return tf.convert_to_tensor(array, dtype=spec.dtype)

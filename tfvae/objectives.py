@@ -1,11 +1,58 @@
-"""The objectives, written once for every VAE: KL terms, the ELBO's parts, the IWAE bound and
-the importance-sampled log-likelihood (REFERENCES.md gives the equations)."""
+"""The objectives, written once for every VAE: what a family hands over (`Draw`), KL terms, the
+ELBO and its loss, the IWAE bound and the importance-sampled log-likelihood.
+
+For one draw z ~ q(z|x) per example (Kingma & Welling 2013; Burda et al. 2015):
+    ELBO(x) = log p(x|z) - sum_l KL_l,   loss = -log p(x|z) + beta * w * sum_l max(lambda, KL_l)
+with the KL warm-up weight w (Sønderby et al. 2016) and the free-bits floor lambda (Kingma et
+al. 2016); with k draws the loss is the negative IWAE bound -log (1/k) sum_i p(x, z_i) / q(z_i|x).
+"""
+import dataclasses
 import math
 
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 tfd = tfp.distributions
+
+
+@dataclasses.dataclass(frozen=True)
+class Draw:
+    """One draw of a VAE's latent variables for each row of a batch: what a family's `draw`
+    returns, and all the shared objective needs.
+
+    Attributes:
+        p_x: the decoder's p(x|z) at the draw, a distribution over the rows.
+        kls: one [n] tensor per stochastic layer, z_1 (next to x) first: KL(q || p) in closed
+            form where it exists, else log q(z_l|.) - log p(z_l|.) at the draw.
+        log_ratio: [n] log p(z) - log q(z|x) of the whole draw; with log p(x|z), the
+            importance log-weight of the IWAE bound and of the log-likelihood.
+    """
+    p_x: tfd.Distribution
+    kls: tuple
+    log_ratio: tf.Tensor
+
+
+def elbo_terms(log_px, kls):
+    """What `fit` reports of one draw per example, in nats: `elbo` = log p(x|z) - sum_l KL_l,
+    `reconstruction` = -log p(x|z), `kl` = sum_l KL_l, and `kl_1` ... `kl_L` for several
+    stochastic layers."""
+    kl = tf.add_n(list(kls))
+    terms = {"elbo": log_px - kl, "reconstruction": -log_px, "kl": kl}
+    if len(kls) > 1:
+        terms.update({f"kl_{l}": value for l, value in enumerate(kls, start=1)})
+    return terms
+
+
+def elbo_loss(log_px, kls, kl_weight, free_bits=0.0):
+    """-log p(x|z) + kl_weight * sum_l FB(KL_l) per example, FB the free-bits floor."""
+    return -log_px + kl_weight * tf.add_n([free_bits_kl(kl, free_bits) for kl in kls])
+
+
+def iwae_loss(log_px, log_ratio, kl_weight=1.0):
+    """The negative IWAE bound from [k, batch] log p(x|z_i) and log p(z_i)/q(z_i|x). A KL weight
+    below 1 tempers log p(z)/q(z|x) inside each importance weight, so a warm-up moves the
+    objective from log-mean-exp of log p(x|z_i) to the bound itself."""
+    return -log_mean_exp(log_px + kl_weight * log_ratio)
 
 
 def kl_divergence(q, p, z=None):

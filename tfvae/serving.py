@@ -41,8 +41,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae.exporting import versions
-from tfvae.signatures import (SignatureMethods, as_array, cast, get, input_name, lone_output,
-                              names)
+from tfvae import validation
+from tfvae.signatures import SignatureMethods, get, input_name, lone_output, names
 # Part of this module's API (colab/3_serving.ipynb lists an export's signatures with it).
 from tfvae.signatures import signature_defs  # noqa: F401
 
@@ -236,7 +236,9 @@ class _Client(SignatureMethods):
 
     def _run_signature(self, name, value):
         if not self.validate:  # what loses nothing is still cast; the server checks the rest
-            value = cast(value, get(name).dtype)
+            array = validation.as_array(value)
+            cast = validation.lossless_cast(array, get(name).dtype.as_numpy_dtype)
+            value = array if cast is None else cast
         return self.predict(name, {input_name(name): value})
 
     def _where(self, signature):
@@ -265,8 +267,7 @@ class _Client(SignatureMethods):
         if set(inputs) != set(expected):
             raise ValueError(f"{self._where(signature)} takes inputs {sorted(expected)}; got "
                              f"{sorted(inputs)}")
-        checked = {alias: _conform(inputs[alias], info, f"{self._where(signature)}, input "
-                                                        f"{alias!r}")
+        checked = {alias: _conform(inputs[alias], info, self._where(signature), alias)
                    for alias, info in expected.items()}
         sizes = {alias: len(value) for alias, value in checked.items() if value.ndim}
         if len(set(sizes.values())) > 1:
@@ -287,7 +288,7 @@ class _Client(SignatureMethods):
         """`send(inputs)`, in parts of at most max_request_size examples (order kept) when the
         batch is larger: TF Serving's batching refuses a request larger than its max_batch_size.
         A server that names a smaller limit in that refusal is followed from then on."""
-        arrays = {name: as_array(value) for name, value in inputs.items()} \
+        arrays = {name: validation.as_array(value) for name, value in inputs.items()} \
             if isinstance(inputs, dict) else None
         sizes = {len(a) if a.ndim else None for a in arrays.values()} if arrays else {None}
         size = next(iter(sizes)) if len(sizes) == 1 else None
@@ -326,46 +327,12 @@ class _Client(SignatureMethods):
             time.sleep(self.backoff * 2 ** attempt)
 
 
-def _conform(value, info, where):
-    """`value` as an array of the TensorInfo's dtype and shape: cast only where no value changes
-    beyond float32 rounding (TF Serving's own JSON parsing rounds every number so), else
-    ValueError saying what was expected."""
-    array = as_array(value)
-    dtype = np.dtype(tf.dtypes.as_dtype(info.dtype).as_numpy_dtype)
-    if array.dtype != dtype:
-        converted = _lossless(array, dtype)
-        if converted is None:
-            raise ValueError(f"{where} must be {dtype.name}; got {array.dtype.name} values that "
-                             f"{dtype.name} cannot hold (convert them yourself if that is meant)")
-        array = converted
-    shape = info.tensor_shape
-    if not shape.unknown_rank:
-        want = [d.size for d in shape.dim]
-        if array.ndim != len(want) or any(w not in (-1, a) for w, a in zip(want, array.shape)):
-            text = "[" + ",".join("?" if w == -1 else str(w) for w in want) + "]"
-            raise ValueError(f"{where} must have shape {text} (? is any size); got "
-                             f"{list(array.shape)}")
-    return array
-
-
-def _lossless(array, dtype):
-    """`array` as `dtype` when that changes no value a caller meant, else None: float64 within
-    float32's range to float32 (the nearest float32, as TF Serving's JSON parser does), integers
-    that the float holds exactly, integers within range to a wider or narrower integer type."""
-    finite = array[np.isfinite(array)] if array.dtype.kind == "f" else array
-    if dtype.kind == "f" and array.dtype.kind == "f":
-        if finite.size and np.abs(finite).max() > np.finfo(dtype).max:
-            return None
-        return array.astype(dtype)
-    if dtype.kind == "f" and array.dtype.kind in "iu":
-        exact = 2 ** (np.finfo(dtype).nmant + 1)
-        return array.astype(dtype) if not array.size or np.abs(array).max() <= exact else None
-    if dtype.kind in "iu" and array.dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        if array.size and (array.min() < info.min or array.max() > info.max):
-            return None
-        return array.astype(dtype)
-    return None
+def _conform(value, info, where, name):
+    """`value` as an array that the TensorInfo `info` accepts (validation.conform)."""
+    dtype = tf.dtypes.as_dtype(info.dtype).as_numpy_dtype
+    shape = None if info.tensor_shape.unknown_rank else [
+        None if d.size == -1 else d.size for d in info.tensor_shape.dim]
+    return validation.conform(value, shape, dtype, where, name)
 
 
 def rest_request_body(signature, inputs, format="columnar"):
@@ -380,8 +347,8 @@ def rest_request_body(signature, inputs, format="columnar"):
         raise ValueError(f"format={format!r} must be 'columnar' or 'row'")
     if not isinstance(inputs, dict):
         key = "inputs" if format == "columnar" else "instances"
-        return {"signature_name": signature, key: as_array(inputs).tolist()}
-    inputs = {name: as_array(value) for name, value in inputs.items()}
+        return {"signature_name": signature, key: validation.as_array(inputs).tolist()}
+    inputs = {name: validation.as_array(value) for name, value in inputs.items()}
     if format == "columnar":
         return {"signature_name": signature,
                 "inputs": {name: value.tolist() for name, value in inputs.items()}}
@@ -565,7 +532,7 @@ def grpc_request(model, signature, inputs, version=None):
             raise ValueError(f"gRPC needs named inputs: pass {{name: array}} for {signature!r}")
         inputs = {input_name(signature): inputs}
     for name, value in inputs.items():
-        request.inputs[name].CopyFrom(tf.make_tensor_proto(as_array(value)))
+        request.inputs[name].CopyFrom(tf.make_tensor_proto(validation.as_array(value)))
     return request
 
 

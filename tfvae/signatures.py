@@ -137,26 +137,6 @@ def card_texts():
     return {name: record.text for name, record in SIGNATURES.items()}
 
 
-def as_array(value):
-    """`value` (a tensor, an array or nested lists) as a numpy array."""
-    return value.numpy() if isinstance(value, tf.Tensor) else np.asarray(value)
-
-
-def cast(value, dtype):
-    """`value` as a numpy array of `dtype` when that loses nothing a user meant (float64 images
-    to float32, int32 seeds to int64); anything else as it is, for the receiver to refuse.
-
-        cast([[0.5]], tf.float32).dtype     # float32
-        cast([0.5], tf.int64).dtype         # float64: a fractional seed is not rounded
-    """
-    array, dtype = as_array(value), np.dtype(tf.as_dtype(dtype).as_numpy_dtype)
-    if dtype.kind == "f" and array.dtype.kind in "fiu":
-        return array.astype(dtype)
-    if dtype.kind == "i" and array.dtype.kind in "iu":
-        return array.astype(dtype)
-    return array
-
-
 def sample_seeds(value):
     """The seeds of a `sample` call: an int n gives 0..n-1 (n >= 1, else validation's error);
     anything else is left for the signature's input check.

@@ -25,11 +25,10 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from tfvae import validation
+from tfvae import cards, validation
 
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-_SHUFFLE_BUFFER = 10_000
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -107,6 +106,57 @@ def make_optimizer(learning_rate=1e-3, clip_norm=None):
     return tf_keras.optimizers.Adam(learning_rate, global_clipnorm=clip_norm)
 
 
+def start_fine_tuning(model, steps_per_epoch, epochs, iwae_samples=10, decay=0.75,
+                      decay_epochs=200):
+    """Sønderby et al.'s (2016) fine-tuning phase for a trained VAE: from here on it trains on
+    the IWAE bound with `iwae_samples` importance samples (Burda et al. 2015), with its
+    optimizer's current learning rate multiplied by `decay` every `decay_epochs` epochs, for
+    `epochs` epochs; then fit on as before. Returns the learning-rate schedule.
+
+        training.start_fine_tuning(model, steps_per_epoch=235, epochs=2000)
+        model.fit(data, initial_epoch=2000, epochs=4000)
+
+    The optimizer (and its moments) stays; the schedule is a function of its step count, so a
+    run resumed from a checkpoint sets it again with the same arguments at the step it reached
+    (see `fine_tuning_schedule`).
+    """
+    if not hasattr(model, "iwae_samples") or model.optimizer is None:
+        raise ValueError("start_fine_tuning takes a compiled tfvae VAE (a model with "
+                         "iwae_samples): call model.compile() first")
+    iwae_samples = validation.check_positive_int("iwae_samples", iwae_samples)
+    if iwae_samples > 1 and model.free_bits > 0:
+        raise ValueError(f"iwae_samples={iwae_samples}: the IWAE objective has no free bits; "
+                         f"this model floors its KL terms (free_bits={model.free_bits})")
+    model.iwae_samples = iwae_samples
+    rate = model.optimizer.learning_rate
+    rate = float(rate(model.optimizer.iterations) if callable(rate) else rate)
+    schedule = fine_tuning_schedule(rate, int(model.optimizer.iterations), steps_per_epoch,
+                                    epochs, decay, decay_epochs)
+    model.optimizer.learning_rate = schedule
+    # iwae_samples is read when the training step is traced: trace it anew.
+    model.make_train_function(force=True)
+    return schedule
+
+
+def fine_tuning_schedule(learning_rate, start_step, steps_per_epoch, epochs, decay=0.75,
+                         decay_epochs=200):
+    """The fine-tuning phase's learning rate as a function of the optimizer's step count: from
+    `start_step`, `learning_rate` times `decay` ** (epochs begun / decay_epochs, rounded down)."""
+    for name, value in (("start_step", start_step), ("epochs", epochs)):
+        validation.check_int(name, value, minimum=0)
+    for name, value in (("steps_per_epoch", steps_per_epoch), ("decay_epochs", decay_epochs)):
+        validation.check_positive_int(name, value)
+    validation.check_number("decay", decay, positive=True)
+    stages = max(1, -(-epochs // decay_epochs))
+    # PiecewiseConstantDecay changes value after a boundary: the step counted `boundary` (the
+    # optimizer's iterations before it) is the last at the old rate.
+    boundaries = [start_step + j * decay_epochs * steps_per_epoch - 1 for j in range(1, stages)]
+    values = [learning_rate * decay ** j for j in range(stages)]
+    if not boundaries:  # one stage: PiecewiseConstantDecay needs a boundary
+        boundaries, values = [start_step], [learning_rate, learning_rate]
+    return tf_keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
 def set_batch_norm_statistics(model, examples):
     """Set every batch-normalization layer's test-time mean and variance to its statistics over
     `examples` in one training-mode pass, as Sønderby et al. (2016) did before testing a Ladder
@@ -158,7 +208,7 @@ def epoch_batches(examples, batch_size, seed, initial_epoch, epochs, binarize=No
         binarize: None or "dynamic".
         drop_remainder: drop the last partial batch (TPUs want static shapes).
     """
-    from tfvae.data import _bernoulli
+    from tfvae import data
 
     if binarize not in (None, "dynamic"):
         raise ValueError(f"binarize={binarize!r}: epoch_batches binarizes dynamically only "
@@ -176,7 +226,7 @@ def epoch_batches(examples, batch_size, seed, initial_epoch, epochs, binarize=No
     steps = count // batch_size if drop_remainder else -(-count // batch_size)
     if steps == 0:
         raise ValueError(f"{count} examples make no full batch of {batch_size}")
-    buffer = min(count, _SHUFFLE_BUFFER)
+    buffer = min(count, data.SHUFFLE_BUFFER)
 
     def one_epoch(epoch):
         s = epoch_seed(seed, epoch)
@@ -184,7 +234,7 @@ def epoch_batches(examples, batch_size, seed, initial_epoch, epochs, binarize=No
             batch_size, drop_remainder=drop_remainder)
         if binarize == "dynamic":
             batches = batches.enumerate().map(
-                lambda i, x: _bernoulli(x, 1, tf.stack([tf.constant(s, tf.int64), i])))
+                lambda i, x: data.bernoulli_bits(x, 1, tf.stack([tf.constant(s, tf.int64), i])))
         return batches
 
     # One dataset per epoch, chained: tf.data takes a shuffle's seed as a Python number only.
@@ -195,9 +245,6 @@ def epoch_batches(examples, batch_size, seed, initial_epoch, epochs, binarize=No
 
 
 # ---- callbacks ---------------------------------------------------------------------------
-def non_finite_variables(model):
-    """The names of the model's variables holding a NaN or an infinity."""
-    return [v.name for v in model.variables if not bool(tf.reduce_all(tf.math.is_finite(v)))]
 
 
 def epochs_done(directory):
@@ -233,12 +280,21 @@ class Checkpointer(tf_keras.callbacks.Callback):
 
     RECORD = "tfvae_run.json"
 
+    @property
+    def needs_every_step(self):
+        """With a seed, one training step per call of the compiled function (under compile()'s
+        default, see tfvae.callbacks.needs_every_step), whatever the other callbacks and the
+        fit's length: the random ops' streams belong to the traced function, which differs with
+        the count, so a run resumed with other callbacks or fewer epochs left would draw other
+        noise."""
+        return self.seed is not None
+
     def __init__(self, directory, seed=None, max_to_keep=2, run=None):
         super().__init__()
         self.directory = Path(validation.check_path("checkpoint_dir", directory))
         self.seed = None if seed is None else validation.check_int("seed", seed, minimum=0)
         self.max_to_keep = validation.check_positive_int("max_to_keep", max_to_keep)
-        self.run = json.loads(json.dumps(run or {}, default=_plain))
+        self.run = json.loads(json.dumps(cards.jsonable(run or {}), default=str))
         self._epochs = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
         self._model = self._checkpoint = None
         self._managers = {}
@@ -287,7 +343,7 @@ class Checkpointer(tf_keras.callbacks.Callback):
             self.model.train_function = self.model.make_train_function(force=True)
 
     def on_epoch_end(self, epoch, logs=None):
-        bad = non_finite_variables(self.model)
+        bad = validation.non_finite_variables(self.model.variables)
         if bad:
             raise NonFiniteLossError(f"not saving epoch {epoch + 1}: non-finite values in "
                                      f"{', '.join(bad[:5])}")
@@ -343,7 +399,7 @@ class NonFiniteGuard(tf_keras.callbacks.Callback):
             self._stop(f"the loss was {float(loss)} at {steps} of epoch {self._epoch + 1}")
 
     def on_epoch_end(self, epoch, logs=None):
-        bad = non_finite_variables(self.model)
+        bad = validation.non_finite_variables(self.model.variables)
         if bad:
             self._stop(f"non-finite weights ({', '.join(bad[:3])}) after epoch {epoch + 1}")
 
@@ -408,17 +464,8 @@ def fit_resumable(model, examples, *, epochs, batch_size, checkpoint_dir, seed=0
     dataset, steps = epoch_batches(examples, batch_size, seed, done, epochs, binarize,
                                    drop_remainder)
     guard = NonFiniteGuard(checkpointer)
-    # Under compile()'s default the steps per call follow the callbacks and the fit's length;
-    # but the random ops' streams belong to the traced function, which differs with that count,
-    # so a run resumed with other callbacks or fewer epochs left would draw other noise. One
-    # step per call, whatever the callbacks.
-    chosen = getattr(model, "_default_steps_per_execution", False)
-    model._default_steps_per_execution = False
-    try:
-        return model.fit(dataset, initial_epoch=done, epochs=epochs, steps_per_epoch=steps,
-                         callbacks=[guard, checkpointer, *callbacks], verbose=verbose)
-    finally:
-        model._default_steps_per_execution = chosen
+    return model.fit(dataset, initial_epoch=done, epochs=epochs, steps_per_epoch=steps,
+                     callbacks=[guard, checkpointer, *callbacks], verbose=verbose)
 
 
 def _build_optimizer(model):
@@ -447,12 +494,3 @@ def _flat(record):
         else:
             flat[key] = value
     return flat
-
-
-def _plain(value):
-    """json.dumps' fallback: numpy values and tensors as numbers or lists."""
-    if hasattr(value, "numpy"):
-        value = value.numpy()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return str(value)

@@ -171,40 +171,115 @@ def check_constructor_arguments(cls, base, args, kwargs):
     return named
 
 
+def as_array(value):
+    """`value` (a tensor, an array or nested lists) as a numpy array."""
+    if hasattr(value, "numpy") and not isinstance(value, np.ndarray):
+        value = value.numpy()
+    return np.asarray(value)
+
+
+def lossless_cast(array, dtype):
+    """`array` as `dtype` when that changes no value a caller meant, else None: floats within
+    the float type's range (rounded to the nearest, as TF Serving's JSON parser rounds every
+    number), integers that the float type holds exactly, integers within an integer type's
+    range. Booleans, strings and the like never cast.
+
+        lossless_cast(np.array([0.5]), np.float32).dtype     # float32
+        lossless_cast(np.array([0.5]), np.int64)             # None: a fraction is not a seed
+    """
+    dtype = np.dtype(dtype)
+    if array.dtype == dtype:
+        return array
+    if array.dtype.kind not in "fiu" or dtype.kind not in "fiu":
+        return None
+    if dtype.kind == "f" and array.dtype.kind == "f":
+        finite = array[np.isfinite(array)]
+        if finite.size and np.abs(finite).max() > np.finfo(dtype).max:
+            return None
+        return array.astype(dtype)
+    if dtype.kind == "f":  # integers to a float type: exactly, or not at all
+        exact = 2 ** (np.finfo(dtype).nmant + 1)
+        return array.astype(dtype) if not array.size or np.abs(array).max() <= exact else None
+    if array.dtype.kind == "f":
+        return None
+    info = np.iinfo(dtype)
+    if array.size and (array.min() < info.min or array.max() > info.max):
+        return None
+    return array.astype(dtype)
+
+
+def takes(where, name, shape, dtype=None):
+    """The start of every input error: "encode() takes x of shape [batch, 8, 8, 1] and dtype
+    float32". `shape` lists the sizes, None for any (the first is the batch); None: any shape."""
+    if shape is None:
+        text = "any shape"
+    else:
+        text = "[" + ", ".join("batch" if size is None and i == 0 else "?" if size is None
+                               else str(size) for i, size in enumerate(shape)) + "]"
+    return f"{where} takes {name} of shape {text}" + (
+        f" and dtype {np.dtype(dtype).name}" if dtype is not None else "")
+
+
+def conform(value, shape, dtype, where, name):
+    """The one input check of every way into a model (`fit` and `evaluate`, a loaded export's
+    signatures, the serving clients): `value` as a numpy array of `dtype` whose shape fits
+    `shape` (None for any size; None: any shape), cast only where no value changes
+    (`lossless_cast`); anything else is refused before TensorFlow sees it, with one set of
+    messages that start with `takes(where, name, shape, dtype)`.
+
+        conform(images, [None, 28, 28, 1], np.float32, "encode()", "x")
+    """
+    dtype = np.dtype(dtype)
+    what = takes(where, name, shape, dtype)
+    try:
+        array = as_array(value)
+    except (ValueError, TypeError) as error:  # ragged nested lists, odd objects
+        raise ValueError(f"{what}; got something that is not an array: {error}") from None
+    needs_integers = " (integers are needed)" if dtype.kind in "iu" else ""
+    if array.dtype.kind not in "fiu" or (dtype.kind in "iu" and array.dtype.kind == "f"):
+        raise WrongTypeError(f"{what}; got dtype {array.dtype}{needs_integers}")
+    if shape is not None and (array.ndim != len(shape) or any(
+            want is not None and want != have for want, have in zip(shape, array.shape))):
+        hint = " (one example? add a batch axis: x[None])" if (
+            len(shape) > 1 and array.ndim == len(shape) - 1 and all(
+                want is None or want == have for want, have in zip(shape[1:], array.shape))) \
+            else ""
+        raise ValueError(f"{what}; got shape {list(array.shape)}{hint}")
+    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+        raise ValueError(f"{what}; got non-finite values (NaN or inf)")
+    cast = lossless_cast(array, dtype)
+    if cast is None:
+        raise ValueError(f"{what}; got {array.dtype.name} values that {dtype.name} cannot hold "
+                         f"(convert them yourself if that is meant)")
+    return cast
+
+
+def non_finite_variables(variables):
+    """The names of the variables (or arrays with a `name`) holding a NaN or an infinity."""
+    return [v.name for v in variables if not np.all(np.isfinite(as_array(v)))]
+
+
 def check_examples(x, data_shape, where, unit_interval=False):
     """Check what a model is given to train or evaluate on, before TensorFlow sees it.
 
-    Arrays (numpy, lists, tensors) must be numeric, [n >= 1, *data_shape] and finite, and in
-    [0, 1] when `unit_interval` (Bernoulli and discretized-logistic likelihoods). A
+    Arrays (numpy, lists, tensors) go through `conform` as float32 [n >= 1, *data_shape], and
+    must be in [0, 1] when `unit_interval` (Bernoulli and discretized-logistic likelihoods). A
     tf.data.Dataset must yield batches [batch, *data_shape] of numbers (of (x, ...) tuples: x is
     checked). Other inputs (generators, Keras Sequences) pass through to Keras.
     """
-    expected = "[batch, " + ", ".join(str(d) for d in data_shape) + "]"
-    what = f"{where}() takes examples of shape {expected}"
+    shape = (None, *data_shape)
+    what = takes(f"{where}()", "examples", shape, np.float32)
     if x is None:
         raise ValueError(f"{what}; got None (pass an array of examples or a tf.data.Dataset)")
     element_spec = getattr(x, "element_spec", None)
     if element_spec is not None:  # a tf.data.Dataset
         _check_element_spec(element_spec, data_shape, what)
         return
-    if hasattr(x, "numpy") and not isinstance(x, np.ndarray):
-        x = x.numpy()
-    if not isinstance(x, (np.ndarray, list, tuple)):
+    if not (hasattr(x, "numpy") or isinstance(x, (np.ndarray, list, tuple))):
         return  # a generator or a Keras Sequence: Keras checks those
-    try:
-        array = np.asarray(x)
-    except (ValueError, TypeError) as error:  # ragged nested lists
-        raise ValueError(f"{what}; got an input numpy cannot make an array of: {error}") from None
-    if array.dtype.kind not in "biuf":
-        raise WrongTypeError(f"{what} and a numeric dtype; got dtype {array.dtype}")
-    if tuple(array.shape[1:]) != tuple(data_shape) or array.ndim != len(data_shape) + 1:
-        hint = " (one example? add a batch axis: x[None])" if tuple(array.shape) == tuple(
-            data_shape) else ""
-        raise ValueError(f"{what}; got shape {list(array.shape)}{hint}")
+    array = conform(x, shape, np.float32, f"{where}()", "examples")
     if array.shape[0] == 0:
         raise ValueError(f"{what}; got no examples (shape {list(array.shape)})")
-    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
-        raise ValueError(f"{what}; got non-finite values (NaN or inf)")
     if unit_interval and (array.min() < 0 or array.max() > 1):
         raise ValueError(f"{what} with values in [0, 1] for this likelihood; got values in "
                          f"[{array.min()}, {array.max()}] (8-bit images? divide by 255)")
@@ -216,7 +291,7 @@ def _check_element_spec(spec, data_shape, what):
     if isinstance(spec, Mapping) or not hasattr(spec, "shape") or not hasattr(spec, "dtype"):
         return  # dicts and nests: left to Keras
     if not (spec.dtype.is_floating or spec.dtype.is_integer or spec.dtype.is_bool):
-        raise WrongTypeError(f"{what} and a numeric dtype; the dataset yields {spec.dtype.name}")
+        raise WrongTypeError(f"{what}; the dataset yields dtype {spec.dtype.name}")
     shape = spec.shape
     if shape.rank is None:
         return

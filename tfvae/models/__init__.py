@@ -2,18 +2,17 @@
 `from_pretrained(name_or_path)` returns a shipped or exported model, trainable.
 
 One family, one file: `vae.py`, `iaf.py`, `hierarchical.py`, `autoencoders.py`, on the shared
-`base.py` (training step, bodies and heads, serving functions) and, for the VAEs,
-`variational.py` (objective and evaluation). A new family is one more file whose class is
+`base.py` (the Keras plumbing, bodies and heads, serving functions, and for the VAEs the
+objective and evaluation) and `tfvae.objectives`. A new family is one more file whose class is
 decorated with `@register(name)`.
 """
 from tfvae.models.autoencoders import AE, ContractiveAE, DenoisingAE, SparseAE
-from tfvae.models.base import LatentVariableModel
+from tfvae.models.base import LatentVariableModel, VariationalModel
 from tfvae.models.hierarchical import HierarchicalVAE, LadderVAE
 from tfvae.models.iaf import IAFVAE
 from tfvae.models.pretrained import from_pretrained
 from tfvae.models.registry import get, get_class, names, register
 from tfvae.models.vae import VAE
-from tfvae.models.variational import VariationalModel
 
 __all__ = ["AE", "ContractiveAE", "DenoisingAE", "SparseAE", "HierarchicalVAE", "IAFVAE",
            "LadderVAE", "LatentVariableModel", "VAE", "VariationalModel", "from_pretrained",

@@ -76,15 +76,18 @@ class AE(LatentVariableModel):
                  likelihood="bernoulli", likelihood_scale=None, network="mlp",
                  activation="relu", code_activation=None, max_density_components=10,
                  encoder=None, decoder=None, name="ae", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self._init_data(input_shape, likelihood, likelihood_scale)
+        super().__init__(input_shape=input_shape, likelihood=likelihood,
+                         likelihood_scale=likelihood_scale, name=name, **kwargs)
         self.latent_dim = validation.check_positive_int("latent_dim", latent_dim)
         self.code_activation = code_activation
         self._code_activation = tf_keras.activations.get(code_activation)  # None -> linear
-        self._init_bodies(encoder, decoder, self.latent_dim, network, hidden_units, activation)
+        self.add_bodies(encoder, decoder, self.latent_dim, network, hidden_units, activation)
         self.latent_density = layers.LatentDensity(self.latent_dim, max_density_components,
                                                    name="latent_density")
-        self._finish_init(("loss", "reconstruction", *self.penalty_names, "mse"))
+        self.build_weights()
+
+    def metric_names(self):
+        return ("loss", "reconstruction", *self.penalty_names, "mse")
 
     @property
     def max_density_components(self):
@@ -297,8 +300,8 @@ class ContractiveAE(AE):
         super().__init__(*args, name=name, **kwargs)
 
     def xla_pays(self):
-        # On CPU, XLA took ~40 s to compile the vectorized Jacobian of a tiny MLP and then
-        # trained ~400x slower than without it.
+        # On CPU, XLA takes long to compile the vectorized Jacobian, even of a tiny MLP, and
+        # then trains it far slower than TensorFlow's own kernels do.
         return False
 
     def jacobian_norm(self, x):

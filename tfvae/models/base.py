@@ -1,29 +1,36 @@
-"""What every model of the zoo shares: the training loop, metrics, config, the encoder and
-decoder bodies with their heads, and the tensor functions that export turns into signatures.
+"""The Keras plumbing every model of the zoo shares, and the objective and evaluation every VAE
+shares. A family is one file on top of this one and `tfvae.objectives`.
 
-A family subclasses `LatentVariableModel`, builds its layers in its constructor (the bodies
-with `_attach_encoder` / `_attach_decoder`, which check their shapes) and defines:
-- `encode(x)`: the posterior q(z|x) as a TFP distribution (or, for deterministic
-  autoencoders, a point mass), whose tensor value is a code z;
-- `compute_terms(x, training)`: per-example tensors, among them `loss`, the quantity minimised;
-  every entry is also reported as a metric of that name (nats per example);
-- optionally `sample_latent(seeds)` (default: z ~ N(0, I), one draw per seed) and
-  `latent_shape` (default: (latent_dim,)).
+A family subclasses `LatentVariableModel` (the autoencoders) or `VariationalModel` (the VAEs).
+Its constructor reads top to bottom:
 
-Everything else, `decode`, `train_step`, `test_step`, `call`, `get_config`/`from_config` with
-users' own bodies, and the serving functions, comes from here, so every family trains,
-evaluates and exports the same way. A family registers itself with
-`@tfvae.models.register(name)` and declares `example_config`, the small configuration the
-shared test battery builds it with.
+    super().__init__(input_shape=..., likelihood=..., ..., name=name, **kwargs)  # data, p(x|.)
+    ... its own layers (the bodies with `add_bodies`, which checks their shapes) ...
+    self.build_weights()                      # every weight now, so that saved ones load at once
+
+and it defines:
+- `encode(x)`: the posterior q(z|x) as a TFP distribution (a point mass for the deterministic
+  autoencoders), whose tensor value is a code z;
+- for a VAE, `draw(features, training)`: one reparameterized draw of every latent per row of
+  `features(x)`, returned as an `objectives.Draw` (the decoder's p(x|z) there, the KL term of
+  each stochastic layer, log p(z) - log q(z|x)); `VariationalModel.compute_terms` turns it into
+  the ELBO and the loss, the IWAE bound and the log-likelihood;
+- for an autoencoder, `compute_terms(x, training)` itself: per-example tensors, among them
+  `loss`, the quantity minimised; every entry is also reported as a metric of that name.
+
+Everything else comes from here: `decode`, `train_step`, `test_step`, `call`, `get_config` /
+`from_config` with users' own bodies, and the tensor functions that `tfvae.exporting` turns into
+signatures, so every family trains, evaluates and exports the same way. A family registers
+itself with `@tfvae.models.register(name)` and declares `example_config`, the small
+configuration the shared test battery builds it with.
 """
-import inspect
+import functools
 
 import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from tfvae import callbacks as tfvae_callbacks
-from tfvae import compat, layers, networks, validation
+from tfvae import compat, layers, networks, objectives, progress, speed, validation
 
 
 def inputs_of(data):
@@ -41,20 +48,6 @@ def check_shape_arg(name, value):
     if not shape or any(d < 1 for d in shape):
         raise ValueError(f"{name}={value!r} must be a non-empty tuple of positive integers")
     return shape
-
-
-def _steps_per_epoch(x, batch_size, steps_per_epoch):
-    """The steps of one epoch of `fit(x, batch_size=..., steps_per_epoch=...)`, or None when
-    they are not known up front (a dataset of unknown or infinite length, a generator)."""
-    if steps_per_epoch:
-        return int(steps_per_epoch)
-    if isinstance(x, tf.data.Dataset):
-        count = int(x.cardinality())
-        return count if count >= 0 else None
-    length = getattr(x, "shape", None)
-    if length is None or not length:
-        return None
-    return -(-int(length[0]) // int(batch_size or 32))  # Keras' default batch for arrays
 
 
 def minimize(optimizer, loss, variables, tape):
@@ -78,9 +71,10 @@ def minimize(optimizer, loss, variables, tape):
 class LatentVariableModel(tf_keras.Model):
     """Base class of every tfvae model. See the module docstring for what a family defines.
 
-    Subclasses call `super().__init__(name=...)`, build their layers, then `self._finish_init(
-    metric_names)`, which builds the weights (so weights can be loaded straight away) and
-    creates one mean tracker per reported term.
+    Args:
+        input_shape: the shape of one example, e.g. (28, 28, 1).
+        likelihood: p(x|.), "bernoulli", "gaussian" or "discretized_logistic".
+        likelihood_scale: for "gaussian", a fixed standard deviation; None learns one per pixel.
     """
 
     #: constructor arguments that get_config returns; a subclass lists its own.
@@ -90,13 +84,6 @@ class LatentVariableModel(tf_keras.Model):
     body_arguments = ()
     #: a small configuration for 8x8x1 data: the shared test battery builds every family with it
     example_config = {}
-    #: training steps per call of the compiled function under compile()'s default, in a fit long
-    #: enough: a call costs Python and dispatch work that a small model's step feels
-    #: (bench/throughput.py: 1.56x and 1.15x one step per call at its two sizes; 64 no faster)
-    DEFAULT_STEPS_PER_EXECUTION = 16
-    #: ... but tracing the looping function costs 0.3-1.6 s more than the one-step function on
-    #: this project's machine, about what 1,000 steps of a small model gain back
-    MIN_STEPS_FOR_SEVERAL_PER_CALL = 1000
 
     def __new__(cls, *args, **kwargs):
         # Arguments of the wrong type (latent_dim="8", beta=None, hidden_units=16) fail here,
@@ -110,6 +97,15 @@ class LatentVariableModel(tf_keras.Model):
                                  f"pass your bodies or {', '.join(clash)}, not both")
         return super().__new__(cls, *args, **kwargs)
 
+    def __init__(self, input_shape, likelihood="bernoulli", likelihood_scale=None, name=None,
+                 **kwargs):
+        super().__init__(name=name, **kwargs)
+        self._data_shape = check_shape_arg("input_shape", input_shape)
+        self.likelihood, self.likelihood_scale = likelihood, likelihood_scale
+        self.likelihood_head = layers.likelihood_head(likelihood, self._data_shape,
+                                                      scale=likelihood_scale, name="likelihood")
+        self._user_bodies = ()
+
     @property
     def input_shape(self):
         """The shape of one example, without the batch dimension (the constructor argument)."""
@@ -120,29 +116,22 @@ class LatentVariableModel(tf_keras.Model):
         """The shape of one code z, what `decode` takes and `sample` draws."""
         return (self.latent_dim,)
 
-    # ---- building ----------------------------------------------------------------------------
-    def _init_data(self, input_shape, likelihood, likelihood_scale):
-        """The data's shape and the likelihood head p(x|.) every family ends in."""
-        self._data_shape = check_shape_arg("input_shape", input_shape)
-        self.likelihood, self.likelihood_scale = likelihood, likelihood_scale
-        self.likelihood_head = layers.likelihood_head(likelihood, self._data_shape,
-                                                      scale=likelihood_scale, name="likelihood")
-
-    def _given_bodies(self, encoder, decoder):
+    # ---- building --------------------------------------------------------------------------
+    def given_bodies(self, encoder, decoder):
         """Record which bodies the user gave (get_config serializes those) and check them."""
         given = {"encoder": encoder, "decoder": decoder}
         self._user_bodies = tuple(role for role, body in given.items() if body is not None)
         for role in self._user_bodies:
             networks.check_body(role, given[role])
 
-    def _attach_encoder(self, body, head_size):
+    def attach_encoder(self, body, head_size):
         """`encoder` = the body (x -> features, shape-checked), `encoder_head` = Dense(head_size)
         on its features: a posterior's parameters or an autoencoder's code."""
         networks.check_encoder_output(body, self._data_shape)
         self.encoder = body
         self.encoder_head = tf_keras.layers.Dense(head_size, name="encoder_head")
 
-    def _attach_decoder(self, body, code_size):
+    def attach_decoder(self, body, code_size):
         """`decoder` = the body (z -> features, shape-checked), `decoder_head` = the projection
         of its features to the likelihood's parameters."""
         networks.check_decoder_output(body, code_size, self._data_shape)
@@ -150,10 +139,11 @@ class LatentVariableModel(tf_keras.Model):
         self.decoder_head = networks.LikelihoodProjection(
             self._data_shape, self.likelihood_head.params_per_element, name="decoder_head")
 
-    def _init_bodies(self, encoder, decoder, head_size, network, hidden_units, activation):
-        """The bodies of a family with one encoder and one decoder: the user's where given, the
-        built-in `network` of `hidden_units` widths otherwise; then their heads."""
-        self._given_bodies(encoder, decoder)
+    def add_bodies(self, encoder, decoder, head_size, network, hidden_units, activation):
+        """The bodies of a family with one encoder and one decoder of `latent_dim`: the user's
+        where given, the built-in `network` of `hidden_units` widths otherwise; then their
+        heads."""
+        self.given_bodies(encoder, decoder)
         if len(self._user_bodies) == 2:  # nothing built in: nothing for these to describe
             network = hidden_units = activation = None
         else:
@@ -164,12 +154,17 @@ class LatentVariableModel(tf_keras.Model):
         if decoder is None:
             decoder = networks.decoder_body(network, self.latent_dim, self._data_shape,
                                             hidden_units, activation)
-        self._attach_encoder(encoder, head_size)
-        self._attach_decoder(decoder, self.latent_dim)
+        self.attach_encoder(encoder, head_size)
+        self.attach_decoder(decoder, self.latent_dim)
 
-    def _finish_init(self, metric_names):
-        self._trackers = {name: tf_keras.metrics.Mean(name=name) for name in metric_names}
-        # Build every weight now by tracing one forward pass on a dummy batch.
+    def metric_names(self):
+        """The terms `fit` and `evaluate` report, each a key of `compute_terms`."""
+        raise NotImplementedError
+
+    def build_weights(self):
+        """The last line of a constructor: one mean tracker per reported term, and every weight
+        built by one forward pass on a dummy batch, so that weights can be loaded at once."""
+        self._trackers = {name: tf_keras.metrics.Mean(name=name) for name in self.metric_names()}
         self(tf.zeros((1, *self._data_shape)))
 
     # ---- what a family defines -------------------------------------------------------------
@@ -185,34 +180,34 @@ class LatentVariableModel(tf_keras.Model):
 
     # ---- shared model pieces ---------------------------------------------------------------
     def features(self, x, training=False):
-        """The encoder head's output on x: the posterior's parameters (or the code)."""
+        """The deterministic work on x, done once however many posterior draws follow: here the
+        encoder head's output (the posterior's parameters, or the code)."""
         return self.encoder_head(self.encoder(x, training=training))
 
     def decode(self, z, training=False):
         """The likelihood p(x|z) as a TFP distribution."""
         return self.likelihood_head(self.decoder_head(self.decoder(z, training=training)))
 
-    # ---- Keras -----------------------------------------------------------------------------
-    def call(self, x, training=False):
-        """The reconstruction: the likelihood's mean at the posterior's mean code."""
-        return self.decode(self.code(x, training=training), training=training).mean()
-
     def code(self, x, training=False):
         """A deterministic code for x: the posterior mean."""
         return self.encode(x, training=training).mean()
 
+    def call(self, x, training=False):
+        """The reconstruction: the likelihood's mean at the deterministic code."""
+        return self.decode(self.code(x, training=training), training=training).mean()
+
+    # ---- Keras -----------------------------------------------------------------------------
     def compile(self, optimizer=None, jit_compile="auto", steps_per_execution=None, **kwargs):
         """`compile()` with Adam(1e-3) unless told otherwise; the model brings its own loss.
 
         jit_compile="auto" compiles the training step with XLA where `xla_pays()` says it was
         measured to pay, on one replica, unless `run_eagerly` is asked for.
 
-        steps_per_execution=None lets each `fit` choose: `DEFAULT_STEPS_PER_EXECUTION` steps per
-        call of the compiled function in a fit of at least `MIN_STEPS_FOR_SEVERAL_PER_CALL`
-        steps, one otherwise, and one whenever a callback must see every step
-        (`tfvae.callbacks.needs_every_step`: e.g. `KLWarmup(steps=...)`, a ModelCheckpoint
-        saving every N steps, a callback of one's own with batch hooks). A number (1 included)
-        or Keras' "auto" (its tuner) is passed on as given.
+        steps_per_execution=None lets each `fit` choose (`tfvae.speed.steps_per_call`): several
+        steps per call of the compiled function in a long fit, one in a short one and whenever
+        a callback must see every step (`tfvae.callbacks.needs_every_step`: e.g.
+        `KLWarmup(steps=...)`, a ModelCheckpoint saving every N steps, a callback of one's own
+        with batch hooks). A number (1 included) or Keras' "auto" (its tuner) is kept as given.
         """
         # A Keras 3 optimizer (tf.keras where TensorFlow came first) -> its tf_keras twin.
         optimizer = compat.to_tf_keras_optimizer(optimizer)
@@ -223,34 +218,22 @@ class LatentVariableModel(tf_keras.Model):
             # MirroredStrategy's replicas on one host's CPUs do not give it.
             jit_compile = (self.xla_pays() and not kwargs.get("run_eagerly")
                            and self.distribute_strategy.num_replicas_in_sync == 1)
-        self._default_steps_per_execution = (steps_per_execution is None
-                                             and not kwargs.get("run_eagerly"))
-        super().compile(optimizer=optimizer, jit_compile=jit_compile,
-                        steps_per_execution=steps_per_execution or 1, **kwargs)
+        self._compile_arguments = dict(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
+        self._fit_chooses_steps = steps_per_execution is None and not kwargs.get("run_eagerly")
+        super().compile(steps_per_execution=steps_per_execution or 1, **self._compile_arguments)
 
-    def _several_steps_per_call(self, call):
-        """Under compile()'s default: whether the fit `call` (fit's arguments by name) runs
-        several steps per call of the compiled function."""
-        if not getattr(self, "_default_steps_per_execution", False):
-            return False
-        callbacks = call.get("callbacks") or ()
-        if isinstance(callbacks, tf_keras.callbacks.CallbackList):
-            callbacks = callbacks.callbacks
-        if any(tfvae_callbacks.needs_every_step(c) for c in callbacks):
-            return False
-        per_epoch = _steps_per_epoch(call.get("x"), call.get("batch_size"),
-                                     call.get("steps_per_epoch"))
-        if per_epoch is None:  # unknown or infinite: long enough
-            return True
-        epochs = call.get("epochs", 1) - call.get("initial_epoch", 0)
-        return per_epoch * epochs >= self.MIN_STEPS_FOR_SEVERAL_PER_CALL
+    def _steps_per_call(self, steps):
+        """Compile again for `steps` training steps per call (the optimizer, and with it its
+        state, is the same object)."""
+        if int(self.steps_per_execution) != steps:
+            super().compile(steps_per_execution=steps, **self._compile_arguments)
 
     def xla_pays(self):
         """Whether XLA speeds this model's training step up on CPU (bench/throughput.py): yes for
         networks without convolutions and a Bernoulli or Gaussian likelihood, where it removes
         the framework's overhead; XLA's CPU convolutions and the discretized logistic's many
-        element-wise branches ran 1.5-2.5x slower compiled. A family overrides this where it
-        measured otherwise."""
+        element-wise branches ran slower compiled (bench/results/conv_tutorial.json). A family
+        overrides this where it measured otherwise."""
         return (self.likelihood != "discretized_logistic"
                 and networks.is_conv_free(self.encoder, self.decoder))
 
@@ -264,30 +247,42 @@ class LatentVariableModel(tf_keras.Model):
             tracker.update_state(terms[name])
         return {name: tracker.result() for name, tracker in self._trackers.items()}
 
-    def fit(self, x=None, *args, **kwargs):
-        """`tf_keras.Model.fit`, after checking x (shape, dtype, finite values) up front."""
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
+            validation_batch_size=None, validation_freq=1, max_queue_size=10, workers=1,
+            use_multiprocessing=False):
+        """`tf_keras.Model.fit`, after checking x (shape, dtype, finite values) up front;
+        Keras 3 callbacks are converted to their tf_keras twins."""
         self._check_examples(x, "fit")
-        # Keras 3 callbacks -> their tf_keras twins (callbacks is fit's 6th argument, x the 1st).
-        args, kwargs = compat.convert_callbacks_argument(args, kwargs, position=4)
-        call = inspect.signature(tf_keras.Model.fit).bind(self, x, *args, **kwargs).arguments
-        several = self._several_steps_per_call(call)
+        callbacks = compat.to_tf_keras_callbacks(callbacks)
+        several = getattr(self, "_fit_chooses_steps", False) and speed.steps_per_call(
+            x, batch_size, epochs - initial_epoch, steps_per_epoch, callbacks) > 1
         if several:
-            # Keras caches its compiled functions, and one built for a single step per call
-            # ignores the count: rebuild them as loops (a loop runs one step as well, so they
-            # can stay cached when the count goes back to 1 after this fit).
-            self.train_function = self.test_function = self.predict_function = None
-            self._steps_per_execution.assign(self.DEFAULT_STEPS_PER_EXECUTION)
+            self._steps_per_call(speed.STEPS_PER_CALL)
         try:
-            return super().fit(x, *args, **kwargs)
+            return super().fit(
+                x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
+                validation_split=validation_split, validation_data=validation_data,
+                shuffle=shuffle, class_weight=class_weight, sample_weight=sample_weight,
+                initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+                validation_steps=validation_steps, validation_batch_size=validation_batch_size,
+                validation_freq=validation_freq, max_queue_size=max_queue_size,
+                workers=workers, use_multiprocessing=use_multiprocessing)
         finally:
             if several:  # evaluate, predict and train_on_batch go on one step per call
-                self._steps_per_execution.assign(1)
+                self._steps_per_call(1)
 
-    def evaluate(self, x=None, *args, **kwargs):
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
+                 steps=None, callbacks=None, max_queue_size=10, workers=1,
+                 use_multiprocessing=False, return_dict=False, **kwargs):
+        """`tf_keras.Model.evaluate`, after checking x as `fit` does."""
         self._check_examples(x, "evaluate")
-        # callbacks is evaluate's 7th argument, x the 1st
-        args, kwargs = compat.convert_callbacks_argument(args, kwargs, position=5)
-        return super().evaluate(x, *args, **kwargs)
+        return super().evaluate(
+            x, y, batch_size=batch_size, verbose=verbose, sample_weight=sample_weight,
+            steps=steps, callbacks=compat.to_tf_keras_callbacks(callbacks),
+            max_queue_size=max_queue_size, workers=workers,
+            use_multiprocessing=use_multiprocessing, return_dict=return_dict, **kwargs)
 
     def _check_examples(self, x, where):
         unit = self.likelihood in ("bernoulli", "discretized_logistic")
@@ -368,3 +363,207 @@ class LatentVariableModel(tf_keras.Model):
         if seeds is None:
             seeds = np.arange(num if num is not None else 16)
         return self.sample_outputs(tf.constant(seeds, tf.int64))["x"].numpy()
+
+
+class VariationalModel(LatentVariableModel):
+    """Base of the VAEs: the objective and the evaluation, written once from a family's `draw`.
+
+    The loss per example is -log p(x|z) + beta * kl_weight * sum_l FB(KL_l), FB the free-bits
+    floor, or with `iwae_samples=k > 1` the negative IWAE bound with k samples (see
+    tfvae.objectives). Whatever the loss, the reported `elbo`, `reconstruction` and `kl` are the
+    plain one-draw (k = 1, beta = 1, no floor) quantities, so runs with different objectives
+    stay comparable.
+
+    KL warm-up (Sønderby et al. 2016) comes two ways, which multiply:
+    - `kl_warmup_steps=N` (a constructor argument): in training, the KL weight rises linearly
+      from 0 to 1 over the first N optimizer steps, computed inside the compiled train step from
+      the optimizer's step count, so it holds at any `steps_per_execution` and resumes with the
+      optimizer. The models with several stochastic layers do this by default;
+    - `kl_weight`, a non-trainable variable (1.0 unless a callback such as
+      `tfvae.callbacks.KLWarmup` moves it), read inside the compiled train step. It is saved
+      with the weights, so training resumes where the warm-up was, but it is not in get_config.
+    Evaluation always weighs the KL fully.
+
+    Args (besides LatentVariableModel's):
+        beta: weight of the KL term in the loss (beta-VAE); the reported ELBO always uses 1.
+        free_bits: a floor, in nats, on each layer's batch-averaged KL in the loss (Kingma et
+            al. 2016); 0 for none.
+        iwae_samples: k > 1 trains on the IWAE bound with k samples (Burda et al. 2015).
+        kl_warmup_steps: the in-graph warm-up's length in optimizer steps; 0 for none.
+    """
+
+    def __init__(self, input_shape, likelihood="bernoulli", likelihood_scale=None, beta=1.0,
+                 free_bits=0.0, iwae_samples=1, kl_warmup_steps=0, name=None, **kwargs):
+        super().__init__(input_shape=input_shape, likelihood=likelihood,
+                         likelihood_scale=likelihood_scale, name=name, **kwargs)
+        if beta < 0:
+            raise ValueError(f"beta={beta!r} must be >= 0")
+        if free_bits < 0:
+            raise ValueError(f"free_bits={free_bits!r} must be >= 0 (nats per stochastic layer)")
+        self.beta, self.free_bits = float(beta), float(free_bits)
+        self.iwae_samples = validation.check_positive_int("iwae_samples", iwae_samples)
+        if self.free_bits > 0 and self.iwae_samples > 1:
+            raise ValueError("free_bits floors the KL terms of the ELBO; it does not apply to "
+                             f"the IWAE objective (iwae_samples={self.iwae_samples}): use one")
+        self.kl_warmup_steps = validation.check_int("kl_warmup_steps", kl_warmup_steps,
+                                                    minimum=0)
+        self.kl_weight = self.add_weight(name="kl_weight", shape=(), initializer="ones",
+                                         trainable=False)
+        # log_likelihood's compiled kernel, of a partial rather than the method: TensorFlow
+        # counts the traces of a function's code across every model in the process, so
+        # evaluating a few models in turn would warn of retracing; a partial is counted alone.
+        self._log_weights_for_evaluation = tf.function(
+            functools.partial(self._log_weights_in_xla), reduce_retracing=True)
+
+    # ---- what a VAE family defines ----------------------------------------------------------
+    def draw(self, features, training=False):
+        """One reparameterized draw of every latent per row of `features` (the output of
+        `features(x)`, or its rows repeated): an `objectives.Draw`."""
+        raise NotImplementedError
+
+    def latent_means(self, x):
+        """Per stochastic layer, the posterior means E_q[z_l] of a batch, [batch, d_l]: the
+        activity `active_units` counts."""
+        raise NotImplementedError
+
+    def prior(self):
+        """p(z) = N(0, I) over the codes (the hierarchies' top layer has its own)."""
+        return layers.standard_normal(self.latent_shape)
+
+    @property
+    def num_layers(self):
+        """How many stochastic layers; each has its KL term (`kl_1` ... when more than one)."""
+        return 1
+
+    def metric_names(self):
+        per_layer = tuple(f"kl_{l}" for l in range(1, self.num_layers + 1))
+        names = ("loss", "elbo", "reconstruction", "kl") + (per_layer if self.num_layers > 1 else ())
+        return names + (("bits_per_dim",) if self.likelihood == "discretized_logistic" else ())
+
+    # ---- the objective -----------------------------------------------------------------------
+    def compute_terms(self, x, training=False):
+        """The terms of one draw z ~ q(z|x) per example (objectives.elbo_terms), and the loss."""
+        draw = self.draw(self.features(x, training=training), training=training)
+        log_px = draw.p_x.log_prob(x)
+        terms = objectives.elbo_terms(log_px, draw.kls)
+        if self.likelihood == "discretized_logistic":  # a probability mass: a code length
+            terms["bits_per_dim"] = objectives.bits_per_dim(terms["elbo"],
+                                                            int(np.prod(self._data_shape)))
+        weight = self._objective_kl_weight(training)
+        if self.iwae_samples > 1:
+            log_px, log_ratio = self._draws(x, self.iwae_samples, training)
+            terms["loss"] = objectives.iwae_loss(log_px, log_ratio, weight)
+        else:
+            terms["loss"] = objectives.elbo_loss(log_px, draw.kls, weight, self.free_bits)
+        return terms
+
+    def _objective_kl_weight(self, training):
+        """beta * kl_weight, times the in-graph warm-up ramp while training."""
+        weight = self.beta * self.kl_weight
+        if training and self.kl_warmup_steps and self.optimizer is not None:
+            step = tf.cast(self.optimizer.iterations, tf.float32)
+            weight *= tf.minimum(1.0, step / self.kl_warmup_steps)
+        return weight
+
+    def _draws(self, x, k, training=False):
+        """log p(x|z_i) and log p(z_i) - log q(z_i|x), each [k, batch], for k draws per example:
+        the features are computed once and repeated (row i * batch + j holds draw i of example
+        j), and x is read once (layers.log_prob_of_copies)."""
+        draw = self.draw(tf.nest.map_structure(
+            lambda t: tf.tile(t, [k] + [1] * (t.shape.rank - 1)),
+            self.features(x, training=training)), training=training)
+        log_px = layers.log_prob_of_copies(draw.p_x, x, k)
+        return tf.reshape(log_px, [k, -1]), tf.reshape(draw.log_ratio, [k, -1])
+
+    # ---- evaluation ------------------------------------------------------------------------
+    def log_weights(self, x, num_samples, training=False):
+        """[num_samples, batch] importance log-weights log p(x, z_i) - log q(z_i|x), z_i ~ q."""
+        log_px, log_ratio = self._draws(tf.convert_to_tensor(x, tf.float32), num_samples,
+                                        training=training)
+        return log_px + log_ratio
+
+    def iwae_bound(self, x, num_samples):
+        """L_k(x) per example: one draw of the IWAE bound with k samples (k = 1: the ELBO)."""
+        return objectives.log_mean_exp(self.log_weights(x, num_samples))
+
+    def _log_weights_in_xla(self, x, num_samples):
+        # One graph per chunk size: eager runs of the chain cost several times more
+        # (bench/likelihood.py).
+        with layers.xla_log_probs():
+            return self.log_weights(x, num_samples)
+
+    #: floats of likelihood per chunk of samples (chunk * batch * pixels) when chunk_size is
+    #: None: 16M (64 MB a tensor), 204 samples of 100 MNIST images. On the paper's VAE the cost
+    #: per sample was flat from 50 to 1000 samples a chunk; this bounds memory for any k.
+    LIKELIHOOD_CHUNK_FLOATS = 16_000_000
+
+    def log_likelihood(self, x, num_samples=5000, batch_size=100, chunk_size=None,
+                       verbose="auto"):
+        """Importance-sampled log p(x) per example (Burda et al. 2015), in nats: a [n] tensor.
+
+        log p(x) ~ log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x), with k = num_samples.
+
+        Args:
+            x: examples [n, *input_shape], any n, or a tf.data.Dataset of batches (x or
+                (x, ...)); arrays go through in batches of `batch_size`.
+            num_samples: k.
+            chunk_size: samples drawn at once per batch; None: as many as keep chunk * batch *
+                pixels near `LIKELIHOOD_CHUNK_FLOATS`, so memory stays bounded whatever k is.
+            verbose: a progress bar on stderr: "auto" shows it when there is more than one
+                batch, 1 always, 0 never.
+        """
+        num_samples = validation.check_positive_int("num_samples", num_samples)
+        batch_size = validation.check_positive_int("batch_size", batch_size)
+        if isinstance(x, tf.data.Dataset):
+            batches, total = (inputs_of(b) for b in x), int(x.cardinality())
+            total = total if total > 0 else None
+        else:
+            x = np.asarray(x, np.float32) if not tf.is_tensor(x) else x
+            batches = (x[i:i + batch_size] for i in range(0, int(x.shape[0]), batch_size))
+            total = -(-int(x.shape[0]) // batch_size)
+        show = (total is None or total > 1) if verbose == "auto" else bool(verbose)
+        results = []
+        with progress.Progress(f"log-likelihood (k = {num_samples})", total, "batches",
+                               show=show) as bar:
+            for batch in batches:
+                batch = tf.convert_to_tensor(batch, tf.float32)
+                chunk = chunk_size
+                if chunk is None:
+                    per_sample = int(batch.shape[0]) * int(np.prod(self._data_shape))
+                    chunk = max(1, self.LIKELIHOOD_CHUNK_FLOATS // max(per_sample, 1))
+                    # Equal chunks: one traced graph for all but (at most) the last.
+                    chunk = -(-num_samples // -(-num_samples // min(chunk, num_samples)))
+                results.append(objectives.importance_sampled_log_likelihood(
+                    self._log_weights_for_evaluation, batch, num_samples, chunk))
+                bar.update()
+        if not results:
+            raise ValueError("log_likelihood got no examples")
+        return tf.concat(results, axis=0)
+
+    def bits_per_dim(self, x, num_samples=5000):
+        """-log p(x) / (D ln 2) per example, from the importance-sampled log-likelihood."""
+        return objectives.bits_per_dim(self.log_likelihood(x, num_samples),
+                                       int(np.prod(self._data_shape)))
+
+    def active_units(self, data, threshold=0.01):
+        """Burda et al.'s active units, one count per stochastic layer: the units u whose
+        posterior mean E_q(u|x)[u] varies across the data with variance above `threshold`.
+
+        Args:
+            data: an array of examples or a tf.data.Dataset of batches (x or (x, ...)).
+        """
+        if not isinstance(data, tf.data.Dataset):
+            data = tf.data.Dataset.from_tensor_slices(np.asarray(data, np.float32)).batch(256)
+        sums = squares = None
+        count = 0
+        for batch in data:
+            means = [m.numpy().astype(np.float64) for m in self.latent_means(
+                tf.convert_to_tensor(inputs_of(batch), tf.float32))]
+            batch_sums = [m.sum(0) for m in means]
+            batch_squares = [(m ** 2).sum(0) for m in means]
+            sums = batch_sums if sums is None else [a + b for a, b in zip(sums, batch_sums)]
+            squares = batch_squares if squares is None else [
+                a + b for a, b in zip(squares, batch_squares)]
+            count += means[0].shape[0]
+        variances = [s2 / count - (s / count) ** 2 for s, s2 in zip(sums, squares)]
+        return [int((v > threshold).sum()) for v in variances]

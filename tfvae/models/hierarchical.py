@@ -17,9 +17,8 @@ import tensorflow_probability as tfp
 import tf_keras
 
 from tfvae import layers, networks, objectives, validation
-from tfvae.models.base import check_shape_arg
+from tfvae.models.base import VariationalModel, check_shape_arg
 from tfvae.models.registry import register
-from tfvae.models.variational import VariationalModel
 
 tfd = tfp.distributions
 
@@ -78,10 +77,11 @@ class PrecisionWeightedGaussian(layers.DistributionHead):
 
 
 class HierarchyBase(VariationalModel):
-    """What the hierarchical VAEs share: the top-down generative model, the ELBO over the
-    chain, ancestral sampling and the serving outputs. A subclass builds its inference
-    networks and defines `_features(x)` and `_infer(features, sample, training)` -> (qs, zs,
-    ps): per layer the posterior, its sample (or mean) and the prior at that sample's parents.
+    """What the hierarchical VAEs share: the top-down generative model (built here, with the
+    decoder next to x), the draw of the whole chain, ancestral sampling and the serving
+    outputs. A subclass builds its inference networks and defines `_infer(features, sample,
+    training)` -> (qs, zs, ps): per layer the posterior, its sample (or mean) and the prior at
+    that sample's parents; the Ladder VAE also its own `features(x)`.
 
     `kl_l` is E_q[log q(z_l|.) - log p(z_l|z_l+1)]: in closed form at the top, and below it
     when q(z_l|.) does not depend on z_l's own children (`lower_kl_in_closed_form`), else the
@@ -93,38 +93,23 @@ class HierarchyBase(VariationalModel):
                    "iwae_samples", "kl_warmup_steps")
     lower_kl_in_closed_form = False
     #: hidden_units=None gives every layer two hidden layers of this many units per latent unit
-    #: (4 for the chain: on MNIST's grey levels after 10 epochs of defaults, 4 ties or beats the
-    #: one-layer VAE's ELBO where the IWAE paper's 2 trails it by 3 nats; bench/defaults.py)
+    #: (4 for the chain: on MNIST's grey levels, 4 ties or beats the one-layer VAE's ELBO where
+    #: the IWAE paper's 2 trails it; bench/results/defaults_10_epochs.json)
     width_per_latent = 4
     #: the in-graph KL warm-up a chain gets unless told otherwise: without one, its upper layers
     #: collapse early in training (an active unit or none, bench/likelihood.py's ablation)
     DEFAULT_KL_WARMUP_STEPS = 1000
 
-    def _init_hierarchy(self, input_shape, latent_dims, hidden_units, likelihood,
-                        likelihood_scale, activation, beta, free_bits, iwae_samples,
-                        kl_warmup_steps, batch_norm, encoder, decoder):
-        """The generative model top-down, with the decoder next to x; `self._units` holds the
-        widths per layer (None for layer 1 when the user's bodies replace it)."""
-        self._init_data(input_shape, likelihood, likelihood_scale)
+    def __init__(self, input_shape, latent_dims, hidden_units, likelihood, likelihood_scale,
+                 activation, batch_norm, beta, free_bits, iwae_samples, kl_warmup_steps,
+                 encoder, decoder, name, **kwargs):
+        super().__init__(input_shape=input_shape, likelihood=likelihood,
+                         likelihood_scale=likelihood_scale, beta=beta, free_bits=free_bits,
+                         iwae_samples=iwae_samples, kl_warmup_steps=kl_warmup_steps, name=name,
+                         **kwargs)
         self.latent_dims = check_shape_arg("latent_dims", latent_dims)
-        self._given_bodies(encoder, decoder)
-        if hidden_units is None:  # sized from the layers they serve
-            hidden_units = tuple((self.width_per_latent * d,) * 2 for d in self.latent_dims)
-            if encoder is not None and decoder is not None:
-                hidden_units = hidden_units[1:]
-        if len(self._user_bodies) == 1:
-            raise ValueError(f"{type(self).__name__} takes encoder= and decoder= together (the "
-                             f"networks next to x); got only {self._user_bodies[0]}=")
-        if self._user_bodies:
-            above = len(self.latent_dims) - 1
-            self.hidden_units, units = normalize_hidden_units(
-                hidden_units, above, "stochastic layers above z_1 (encoder= and decoder= are "
-                "the networks next to x)") if above else (tuple(hidden_units), ())
-            self._units = (None, *units)
-        else:
-            self.hidden_units, self._units = normalize_hidden_units(hidden_units,
-                                                                    len(self.latent_dims))
-        self._init_objective(beta, free_bits, iwae_samples, kl_warmup_steps)
+        self.given_bodies(encoder, decoder)
+        self.hidden_units, self._units = self._widths(hidden_units, encoder, decoder)
         self.batch_norm = bool(batch_norm)
         self.activation = activation
         dims, units = self.latent_dims, self._units
@@ -132,7 +117,7 @@ class HierarchyBase(VariationalModel):
         if decoder is None:
             decoder = networks.mlp(units[0][::-1], None, activation, self.batch_norm,
                                    input_shape=(dims[0],), name="decoder")
-        self._attach_decoder(decoder, dims[0])
+        self.attach_decoder(decoder, dims[0])
         # p(z_l | z_l+1) mirrors the networks between layers l and l+1 (widths reversed).
         self.prior_nets = [networks.mlp(units[i + 1][::-1], 2 * dims[i], activation,
                                         self.batch_norm, input_shape=(dims[i + 1],),
@@ -140,6 +125,24 @@ class HierarchyBase(VariationalModel):
                            for i in range(len(dims) - 1)]
         self.prior_heads = [layers.GaussianPosterior((dims[i],), name=f"prior_head_{i + 1}")
                             for i in range(len(dims) - 1)]
+
+    def _widths(self, hidden_units, encoder, decoder):
+        """(the config value, the widths per layer): None for layer 1's when the user's bodies
+        replace it; sized from the latents when hidden_units is None."""
+        if hidden_units is None:  # sized from the layers they serve
+            hidden_units = tuple((self.width_per_latent * d,) * 2 for d in self.latent_dims)
+            if encoder is not None and decoder is not None:
+                hidden_units = hidden_units[1:]
+        if len(self._user_bodies) == 1:
+            raise ValueError(f"{type(self).__name__} takes encoder= and decoder= together (the "
+                             f"networks next to x); got only {self._user_bodies[0]}=")
+        if not self._user_bodies:
+            return normalize_hidden_units(hidden_units, len(self.latent_dims))
+        above = len(self.latent_dims) - 1
+        config, units = normalize_hidden_units(
+            hidden_units, above, "stochastic layers above z_1 (encoder= and decoder= are the "
+            "networks next to x)") if above else (tuple(hidden_units), ())
+        return config, (None, *units)
 
     @property
     def num_layers(self):
@@ -156,9 +159,9 @@ class HierarchyBase(VariationalModel):
     def _top_prior(self):
         return layers.standard_normal((self.latent_dims[-1],))
 
-    # ---- the objective ---------------------------------------------------------------------
-    def _chain(self, features, training=False):
-        qs, zs, ps = self._infer(features, sample=True, training=training)
+    # ---- one draw of the chain ----------------------------------------------------------------
+    def draw(self, features, training=False):
+        qs, zs, ps = self._infer(features, sample=True, training=training)  # z_l ~ q, p(z_l|z_l+1)
         kls, log_ratio = [], 0.0
         for l, (q, z, p) in enumerate(zip(qs, zs, ps), start=1):
             if l == self.num_layers or self.lower_kl_in_closed_form:
@@ -166,14 +169,14 @@ class HierarchyBase(VariationalModel):
             else:
                 kls.append(q.log_prob(z) - p.log_prob(z))
             log_ratio += p.log_prob(z) - q.log_prob(z)
-        return {"p_x": self.decode(zs[0], training=training), "kls": kls,
-                "log_ratio": log_ratio}
+        return objectives.Draw(p_x=self.decode(zs[0], training=training), kls=tuple(kls),
+                               log_ratio=log_ratio)
 
     # ---- deterministic views of the posterior ------------------------------------------------
     def encode(self, x, training=False):
         """The posteriors q(z_1|.), ..., q(z_L|.) along the mean path: each layer's posterior
         given its parents set to their posterior means (a list of distributions)."""
-        qs, _, _ = self._infer(self._features(x, training=training), sample=False,
+        qs, _, _ = self._infer(self.features(x, training=training), sample=False,
                                training=training)
         return qs
 
@@ -181,7 +184,7 @@ class HierarchyBase(VariationalModel):
         """The mean-path z_1: what `call` and `reconstruct` decode."""
         return self.encode(x, training=training)[0].mean()
 
-    def _posterior_means(self, x):
+    def latent_means(self, x):
         return [q.mean() for q in self.encode(x)]
 
     # ---- sampling ------------------------------------------------------------------------------
@@ -201,7 +204,7 @@ class HierarchyBase(VariationalModel):
 
     # ---- serving ---------------------------------------------------------------------------------
     def encode_outputs(self, x):
-        features = self._features(x)
+        features = self.features(x)
         qs, _, _ = self._infer(features, sample=False)
         _, zs, _ = self._infer(features, sample=True)
         out = {"mean": qs[0].mean(), "stddev": qs[0].stddev(), "z": zs[0]}
@@ -256,10 +259,10 @@ class HierarchicalVAE(HierarchyBase):
         activation: hidden layers' activation.
         batch_norm: batch normalization after every hidden Dense layer, inference and
             generative networks alike (what Sønderby et al. 2016 found a deep chain needs).
-            On by default: with it, the defaults on MNIST's grey levels keep 9-10 active units
-            in the top layer and beat the one-layer VAE's test ELBO by 1.3-1.5 nats after 10
-            epochs, where without it the chain only ties the VAE (bench/defaults.py). False
-            gives the IWAE paper's model.
+            On by default: with it, the defaults on MNIST's grey levels keep the top layer
+            active and beat the one-layer VAE's test ELBO, where without it the chain only ties
+            the VAE (bench/results/defaults_10_epochs.json). False gives the IWAE paper's
+            model.
         beta, free_bits, iwae_samples: the objective, as for `VAE`; the free-bits floor is per
             layer.
         kl_warmup_steps: the KL weight rises from 0 to 1 over this many optimizer steps
@@ -277,24 +280,23 @@ class HierarchicalVAE(HierarchyBase):
                  batch_norm=True, beta=1.0, free_bits=0.0, iwae_samples=1,
                  kl_warmup_steps=HierarchyBase.DEFAULT_KL_WARMUP_STEPS, encoder=None,
                  decoder=None, name="hvae", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self._init_hierarchy(input_shape, latent_dims, hidden_units, likelihood,
-                             likelihood_scale, activation, beta, free_bits, iwae_samples,
-                             kl_warmup_steps, batch_norm, encoder, decoder)
+        super().__init__(input_shape=input_shape, latent_dims=latent_dims,
+                         hidden_units=hidden_units, likelihood=likelihood,
+                         likelihood_scale=likelihood_scale, activation=activation,
+                         batch_norm=batch_norm, beta=beta, free_bits=free_bits,
+                         iwae_samples=iwae_samples, kl_warmup_steps=kl_warmup_steps,
+                         encoder=encoder, decoder=decoder, name=name, **kwargs)
         dims, units = self.latent_dims, self._units
         self.posterior_heads = [layers.GaussianPosterior((d,), name=f"posterior_{i + 1}")
                                 for i, d in enumerate(dims)]
         if encoder is None:
             encoder = networks.mlp(units[0], None, activation, self.batch_norm,
                                    input_shape=self._data_shape, name="encoder")
-        self._attach_encoder(encoder, 2 * dims[0])
+        self.attach_encoder(encoder, 2 * dims[0])
         self.inference_nets = [networks.mlp(units[i], 2 * dims[i], activation, self.batch_norm,
                                             input_shape=(dims[i - 1],), name=f"inference_{i + 1}")
                                for i in range(1, len(dims))]
-        self._finish_init(self._metric_names())
-
-    def _features(self, x, training=False):
-        return self.features(x, training=training)
+        self.build_weights()
 
     def _infer(self, features, sample=True, training=False):
         qs, zs = [], []
@@ -333,11 +335,12 @@ class LadderVAE(HierarchyBase):
         likelihood, likelihood_scale, activation: as for `VAE`.
         batch_norm: batch normalization after every hidden Dense layer; on by default: with
             defaults on MNIST's grey levels every layer stays active and the test ELBO beats
-            the one-layer VAE's by 2.8 nats after 6 epochs; without, all layers but z_1
-            collapse and the gain is 1.4 (bench/defaults.py).
+            the one-layer VAE's; without, all layers but z_1 collapse and the gain halves
+            (bench/results/defaults_ladder_6_epochs*.json).
         beta, free_bits, iwae_samples: the objective, as for `VAE` (free bits per layer).
         kl_warmup_steps: as for `HierarchicalVAE` (1000 steps by default; the paper warms up
             over its first 200 epochs: pass that many steps to train as it does).
+        activation="leaky_rectify" gives the leaky units of the paper's reference code.
 
     Example (the paper's MNIST model):
         model = LadderVAE(input_shape=(28, 28, 1), latent_dims=(64, 32, 16, 8, 4),
@@ -354,10 +357,12 @@ class LadderVAE(HierarchyBase):
                  activation="relu", batch_norm=True, beta=1.0, free_bits=0.0, iwae_samples=1,
                  kl_warmup_steps=HierarchyBase.DEFAULT_KL_WARMUP_STEPS, encoder=None,
                  decoder=None, name="ladder_vae", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self._init_hierarchy(input_shape, latent_dims, hidden_units, likelihood,
-                             likelihood_scale, activation, beta, free_bits, iwae_samples,
-                             kl_warmup_steps, batch_norm, encoder, decoder)
+        super().__init__(input_shape=input_shape, latent_dims=latent_dims,
+                         hidden_units=hidden_units, likelihood=likelihood,
+                         likelihood_scale=likelihood_scale, activation=activation,
+                         batch_norm=batch_norm, beta=beta, free_bits=free_bits,
+                         iwae_samples=iwae_samples, kl_warmup_steps=kl_warmup_steps,
+                         encoder=encoder, decoder=decoder, name=name, **kwargs)
         dims, units = self.latent_dims, self._units
         if any(layer is not None and not layer for layer in units):
             raise ValueError(f"hidden_units={hidden_units!r}: every bottom-up MLP needs at "
@@ -377,7 +382,7 @@ class LadderVAE(HierarchyBase):
         self.top_posterior = layers.GaussianPosterior((dims[-1],), name=f"posterior_{len(dims)}")
         self.posterior_heads = [PrecisionWeightedGaussian((d,), name=f"posterior_{i + 1}")
                                 for i, d in enumerate(dims[:-1])]
-        self._finish_init(self._metric_names())
+        self.build_weights()
 
     @property
     def encoder(self):
@@ -389,8 +394,9 @@ class LadderVAE(HierarchyBase):
         """The layer-1 estimate's parameters from d_1."""
         return self.estimates[0]
 
-    def _features(self, x, training=False):
-        """The bottom-up estimates' params [mu_hat, raw sigma_hat], one tensor per layer."""
+    def features(self, x, training=False):
+        """The deterministic bottom-up pass: the estimates' params [mu_hat, raw sigma_hat], one
+        tensor per layer."""
         estimates, h = [], x
         for net, head in zip(self.bottom_up, self.estimates):
             h = net(h, training=training)

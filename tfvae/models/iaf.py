@@ -14,9 +14,9 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from tfvae import layers, networks, validation
+from tfvae import layers, networks, objectives, validation
+from tfvae.models.base import VariationalModel
 from tfvae.models.registry import register
-from tfvae.models.variational import VariationalModel
 
 
 def made_masks(event_size, hidden_units, reverse=False):
@@ -141,8 +141,10 @@ class IAFVAE(VariationalModel):
                  likelihood="bernoulli", likelihood_scale=None, network="mlp",
                  activation="relu", beta=1.0, free_bits=0.0, iwae_samples=1, kl_warmup_steps=0,
                  encoder=None, decoder=None, name="iaf_vae", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self._init_data(input_shape, likelihood, likelihood_scale)
+        super().__init__(input_shape=input_shape, likelihood=likelihood,
+                         likelihood_scale=likelihood_scale, beta=beta, free_bits=free_bits,
+                         iwae_samples=iwae_samples, kl_warmup_steps=kl_warmup_steps, name=name,
+                         **kwargs)
         self.latent_dim = validation.check_positive_int("latent_dim", latent_dim)
         self.flow_steps = validation.check_int("flow_steps", flow_steps, minimum=0)
         self.flow_hidden_units = validation.check_widths("flow_hidden_units", flow_hidden_units)
@@ -150,18 +152,17 @@ class IAFVAE(VariationalModel):
             raise ValueError(f"flow_hidden_units={flow_hidden_units!r} must be one or more "
                              f"positive widths")
         self.context_dim = validation.check_positive_int("context_dim", context_dim)
-        self._init_objective(beta, free_bits, iwae_samples, kl_warmup_steps)
         self.base_posterior = layers.GaussianPosterior((self.latent_dim,), name="posterior")
         # The encoder head gives the base Gaussian's parameters and the flow's context h.
-        self._init_bodies(encoder, decoder, self.base_posterior.params_size() + self.context_dim,
-                          network, hidden_units, activation)
+        self.add_bodies(encoder, decoder, self.base_posterior.params_size() + self.context_dim,
+                        network, hidden_units, activation)
         flow_activation = activation or "relu"
         self.flow_layers = [AutoregressiveStep(self.latent_dim, self.context_dim,
                                                self.flow_hidden_units, reverse=t % 2 == 1,
                                                activation=flow_activation,
                                                name=f"iaf_step_{t + 1}")
                             for t in range(self.flow_steps)]
-        self._finish_init(self._metric_names())
+        self.build_weights()
 
     def _split(self, features):
         size = self.base_posterior.params_size()
@@ -169,10 +170,7 @@ class IAFVAE(VariationalModel):
 
     def encode(self, x, training=False):
         """The base Gaussian N(mu_0, sigma_0^2) (before the flow)."""
-        return self._split(self._features(x, training=training))[0]
-
-    def _features(self, x, training=False):
-        return self.features(x, training=training)
+        return self._split(self.features(x, training=training))[0]
 
     def flow(self, features, eps):
         """(z_T, log q(z_T|x)) for the base noise eps [batch, D]."""
@@ -190,27 +188,28 @@ class IAFVAE(VariationalModel):
             log_q -= tf.reduce_sum(log_gate, axis=-1)
         return z, log_q
 
-    def _chain(self, features, training=False):
+    def draw(self, features, training=False):
         eps = tf.random.normal([tf.shape(features)[0], self.latent_dim])
-        z, log_q = self.flow(features, eps)
-        log_ratio = self.prior().log_prob(z) - log_q
-        return {"p_x": self.decode(z, training=training), "kls": [-log_ratio],
-                "log_ratio": log_ratio}
+        z, log_q = self.flow(features, eps)              # z = z_T, and log q(z_T|x) exactly
+        log_ratio = self.prior().log_prob(z) - log_q     # log p(z) - log q(z|x)
+        return objectives.Draw(p_x=self.decode(z, training=training),   # p(x|z)
+                               kls=(-log_ratio,),        # the KL's one-draw Monte-Carlo estimate
+                               log_ratio=log_ratio)
 
     def code(self, x, training=False):
         """The flow applied to the base Gaussian's mean (eps = 0): a deterministic code."""
-        features = self._features(x, training=training)
+        features = self.features(x, training=training)
         return self.flow(features, tf.zeros([tf.shape(features)[0], self.latent_dim]))[0]
 
-    def _posterior_means(self, x, num_samples=16):
+    def latent_means(self, x, num_samples=16):
         # E_q[z] has no closed form under the flow: average a few posterior samples.
-        features = self._features(x)
+        features = self.features(x)
         shape = [tf.shape(features)[0], self.latent_dim]
         samples = [self.flow(features, tf.random.normal(shape))[0] for _ in range(num_samples)]
         return [tf.add_n(samples) / num_samples]
 
     def encode_outputs(self, x):
-        features = self._features(x)
+        features = self.features(x)
         q0, _ = self._split(features)
         eps = tf.random.normal([tf.shape(features)[0], self.latent_dim])
         return {"mean": q0.mean(), "stddev": q0.stddev(), "z": self.flow(features, eps)[0],

@@ -10,11 +10,11 @@ weights are read back from the SavedModel's variables, which the export module k
 model's own order. The rebuilt model's reconstructions are checked against the export's
 `reconstruct` signature before it is returned.
 """
-import json
 
 import numpy as np
 import tensorflow as tf
 
+from tfvae import cards
 from tfvae.models.registry import get_class
 
 #: how far the rebuilt model's reconstructions may be from the export's
@@ -45,15 +45,16 @@ def from_pretrained(name_or_path, version=None):
         tfvae.loading.InvalidExportError: the export has no model card, or its weights do not
             rebuild a model that gives the export's own reconstructions.
     """
-    from tfvae.exporting import CARD_FILENAME
     from tfvae.loading import InvalidExportError, resolve
 
     path = resolve(name_or_path, version)
-    card_file = path / "assets" / CARD_FILENAME
-    if not card_file.exists():
-        raise InvalidExportError(f"{path} has no model card ({CARD_FILENAME}): it was not "
+    try:
+        card = cards.read(path)
+    except ValueError as error:
+        raise InvalidExportError(str(error)) from None
+    if card is None:
+        raise InvalidExportError(f"{path} has no model card ({cards.CARD_FILENAME}): it was not "
                                  f"exported by tfvae.export, so its model cannot be rebuilt")
-    card = json.loads(card_file.read_text())
     config = dict(card["config"])
     if "kl_warmup_steps" in get_class(card["model"]).config_keys:
         # A trained model fine-tunes at the full objective: no second warm-up from step 0.

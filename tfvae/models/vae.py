@@ -1,11 +1,19 @@
 """The variational autoencoder (Kingma & Welling 2013): a Gaussian posterior q(z|x) from an
-encoder, a standard normal prior, a likelihood p(x|z) from a decoder. The objective and the
-evaluation are `VariationalModel`'s (tfvae/models/variational.py)."""
+encoder, a standard normal prior, a likelihood p(x|z) from a decoder.
+
+One draw of the model, as `draw` writes it:
+    q(z|x) = N(mu(x), sigma(x)^2)      the encoder and the posterior head
+    z = mu + sigma * eps               the reparameterization trick: gradients reach mu, sigma
+    p(x|z)                             the decoder and the likelihood head
+    KL(q(z|x) || p(z))                 in closed form, p(z) = N(0, I)
+from which `VariationalModel.compute_terms` (tfvae/models/base.py) takes the ELBO,
+log p(x|z) - KL, and the loss (tfvae/objectives.py).
+"""
 import tensorflow as tf
 
 from tfvae import layers, objectives, validation
+from tfvae.models.base import VariationalModel
 from tfvae.models.registry import register
-from tfvae.models.variational import VariationalModel
 
 
 @register("vae")
@@ -66,28 +74,27 @@ class VAE(VariationalModel):
                  likelihood="bernoulli", likelihood_scale=None, network="mlp",
                  activation="relu", beta=1.0, free_bits=0.0, iwae_samples=1, kl_warmup_steps=0,
                  encoder=None, decoder=None, name="vae", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self._init_data(input_shape, likelihood, likelihood_scale)
+        super().__init__(input_shape=input_shape, likelihood=likelihood,
+                         likelihood_scale=likelihood_scale, beta=beta, free_bits=free_bits,
+                         iwae_samples=iwae_samples, kl_warmup_steps=kl_warmup_steps, name=name,
+                         **kwargs)
         self.latent_dim = validation.check_positive_int("latent_dim", latent_dim)
-        self._init_objective(beta, free_bits, iwae_samples, kl_warmup_steps)
         self.posterior = layers.GaussianPosterior((self.latent_dim,), name="posterior")
-        self._init_bodies(encoder, decoder, self.posterior.params_size(), network, hidden_units,
-                          activation)
-        self._finish_init(self._metric_names())
+        self.add_bodies(encoder, decoder, self.posterior.params_size(), network, hidden_units,
+                        activation)
+        self.build_weights()
 
     def encode(self, x, training=False):
+        """q(z|x) = N(mu(x), sigma(x)^2)."""
         return self.posterior(self.features(x, training=training))
 
-    def _features(self, x, training=False):
-        return self.features(x, training=training)
+    def draw(self, features, training=False):
+        q = self.posterior(features)                       # q(z|x)
+        z = tf.convert_to_tensor(q)                        # mu + sigma * eps, reparameterized
+        prior = self.prior()                               # p(z) = N(0, I)
+        return objectives.Draw(p_x=self.decode(z, training=training),          # p(x|z)
+                               kls=(objectives.kl_divergence(q, prior, z),),  # closed form
+                               log_ratio=prior.log_prob(z) - q.log_prob(z))
 
-    def _chain(self, features, training=False):
-        q = self.posterior(features)
-        z = tf.convert_to_tensor(q)  # the head's reparameterized sample: gradients reach mu, sigma
-        prior = self.prior()
-        return {"p_x": self.decode(z, training=training),
-                "kls": [objectives.kl_divergence(q, prior, z)],
-                "log_ratio": prior.log_prob(z) - q.log_prob(z)}
-
-    def _posterior_means(self, x):
+    def latent_means(self, x):
         return [self.encode(x).mean()]
