@@ -1,22 +1,31 @@
-"""Reproduce Burda et al. (2015), Table 1, VAE rows: the one-layer (784-200-200-50) and the
-two-layer (100 and 50 latents over 200-200 and 100-100) VAE on dynamically binarized MNIST,
-trained on the paper's budget, in segments that survive interruption.
+"""The seed's papers on their budgets, in segments that survive interruption: Burda et al.
+(2015), Table 1, VAE rows (the one-layer 784-200-200-50 VAE and the two-layer one with 100 and
+50 latents); Sønderby et al.'s (2016) Ladder VAE (latents 64-32-16-8-4); and Kingma et al.'s
+(2016) IAF posterior on the one-layer VAE's networks and protocol, so that the two compare image
+by image. All on dynamically binarized MNIST.
 
     python bench/burda.py --model vae --run-dir bench/runs/vae_burda --minutes 120   # start or continue
     python bench/burda.py --model vae --run-dir bench/runs/vae_burda --status        # where it is, curve.png
     python bench/burda.py --model vae --run-dir bench/runs/vae_burda --finish        # evaluate, export
+    python bench/burda.py --model ladder_vae --run-dir bench/runs/ladder_vae_sonderby
+    python bench/burda.py --model iaf_vae --run-dir bench/runs/iaf_vae_burda
 
-Protocol (stated in the run's `protocol.json` and the model card):
-- the paper's schedule: 3280 epochs, stage i = 0..7 lasting 3^i epochs at learning rate
-  1e-3 * 10^(-i/7), Adam (beta1 0.9, beta2 0.999, epsilon 1e-4); the rate is an in-graph
-  schedule of the optimizer's step count, so a resumed run continues it exactly;
-- batch 100, not the paper's 20: here an epoch costs ~6 s at batch 100 and ~16 s at batch 20
-  (the step is compute-bound on 2 cores), so the paper's batch would need ~15 hours per model;
-- training images: the 60,000 MNIST training images, binarized afresh every epoch
-  (tfvae.data.from_arrays(..., binarize="dynamic"));
-- units: ReLU (the paper's tanh trained far slower in bench/likelihood.py's short runs), and a
-  KL warm-up over the first WARMUP_EPOCHS epochs (Sønderby et al. 2016), which keeps the
-  two-layer model's upper layer from collapsing early; no batch norm;
+Protocols (PROTOCOLS; stated in the run's `protocol.json` and the model card):
+- vae, hvae, iaf_vae: Burda et al.'s schedule, 3280 epochs, stage i = 0..7 lasting 3^i epochs
+  at learning rate 1e-3 * 10^(-i/7), Adam (beta1 0.9, beta2 0.999, epsilon 1e-4); batch 100,
+  not the paper's 20 (the step is compute-bound on 2 cores: the paper's batch would need ~15
+  hours per model); ReLU units (the paper's tanh trained far slower in bench/likelihood.py's
+  short runs) and a KL warm-up over the first 10 epochs (Sønderby et al. 2016), which keeps the
+  two-layer model's upper layer from collapsing early; no batch norm. The IAF posterior has 2
+  steps of MADEs with two hidden layers of 320 units (Kingma et al.'s ablation, Table 1);
+- ladder_vae: Sønderby et al.'s, batch 256, 2000 epochs at 1e-3 with the KL warm-up over the
+  first 200, batch norm, leaky rectifiers, gradients clipped to global norm 4 and then to 0.9
+  each, batch-norm statistics over the whole training set before every evaluation; then their
+  fine-tuning phase, shortened to 400 epochs: the IWAE bound with 10 samples and the rate times
+  0.75 every 200 epochs (tfvae.training.start_fine_tuning);
+- every schedule is in-graph, a function of the optimizer's step count, so a resumed run
+  continues it exactly; the training images are the 60,000 MNIST training images, binarized
+  afresh every epoch (tfvae.data.from_arrays(..., binarize="dynamic"));
 - test images: the learning curve uses a fixed random 1,000 of the 10,000 test images in one
   fixed binarization (seed 123), k = 5000, every --eval-every epochs; `--finish` scores all
   10,000 in the zoo's binarization (ZOO_TEST), the one `tfvae evaluate` uses for the cards.
@@ -69,16 +78,33 @@ class Protocol:
     learning-rate schedule, and the published figure it is measured against."""
 
     def __init__(self, name, build, published, published_source, batch=100,
-                 epochs=BURDA_EPOCHS, warmup_epochs=10, schedule="burda", clip=None, extra=None):
+                 epochs=BURDA_EPOCHS, warmup_epochs=10, schedule="burda", clip=None, extra=None,
+                 finetune=None):
         self.name, self.build, self.published = name, build, published
         self.published_source = published_source
         self.batch, self.epochs, self.warmup_epochs = batch, epochs, warmup_epochs
         self.schedule, self.clip, self.extra = schedule, clip, extra or {}
         self.test_time_batch_norm = "batch_norm_statistics" in self.extra
+        #: Sønderby et al.'s fine-tuning phase after `epochs`: {"epochs", "iwae_samples",
+        #: "decay", "decay_epochs"} (tfvae.training.start_fine_tuning)
+        self.finetune = finetune
+        self.total_epochs = epochs + (finetune["epochs"] if finetune else 0)
+
+    def start_fine_tuning(self, model, steps_per_epoch):
+        """Switch `model` to the fine-tuning phase, which began at epoch `epochs`; returns the
+        learning-rate schedule."""
+        return tfvae.training.start_fine_tuning(
+            model, steps_per_epoch, self.finetune["epochs"], self.finetune["iwae_samples"],
+            self.finetune["decay"], self.finetune["decay_epochs"], learning_rate=1e-3,
+            start_step=self.epochs * steps_per_epoch)
 
     def learning_rate(self, steps_per_epoch):
         """The schedule as a function of the optimizer's step count (so a resumed run continues
         it exactly)."""
+        if self.schedule == "constant" and self.finetune:
+            return tfvae.training.fine_tuning_schedule(
+                1e-3, self.epochs * steps_per_epoch, steps_per_epoch, self.finetune["epochs"],
+                self.finetune["decay"], self.finetune["decay_epochs"])
         if self.schedule == "constant":
             return 1e-3
         boundaries, epochs = [], 0
@@ -95,14 +121,16 @@ class Protocol:
     def record(self, model, train_examples):
         """What protocol.json keeps (the two Burda runs' files keep their original keys)."""
         schedule = ("3^i epochs at 1e-3 * 10^(-i/7), i = 0..7" if self.schedule == "burda"
-                    else "1e-3 throughout")
+                    else f"1e-3 for {self.epochs} epochs" + (", then the fine-tuning phase's"
+                                                             if self.finetune else ""))
         optimizer = ADAM + (f", gradients clipped to global norm {self.clip[0]}, then to "
                             f"+-{self.clip[1]} each" if self.clip else "")
         return {"model": self.name, "config": model.get_config(), "batch": self.batch,
                 "epochs": self.epochs, "warmup_epochs": self.warmup_epochs,
                 "schedule": schedule, "optimizer": optimizer,
                 "data": f"MNIST train ({train_examples} images), dynamic binarization every epoch",
-                "test": f"MNIST test, one fixed binarization (seed {TEST_SEED})", **self.extra}
+                "test": f"MNIST test, one fixed binarization (seed {TEST_SEED})", **self.extra,
+                **({"finetune": self.finetune} if self.finetune else {})}
 
 
 def _vae():
@@ -144,7 +172,10 @@ PROTOCOLS = {
         "ladder_vae", _ladder_vae, 81.74, "Sønderby et al. 2016", batch=256, epochs=2000,
         warmup_epochs=200, schedule="constant", clip=(4.0, 0.9),
         extra={"batch_norm_statistics": "before every evaluation, over one binarization of "
-                                         "the 60,000 training images in one pass"}),
+                                         "the 60,000 training images in one pass"},
+        # Their fine-tuning, shortened: 2000 epochs with 10 Monte-Carlo and 10 importance
+        # samples would take weeks here (the card says so).
+        finetune={"epochs": 400, "iwae_samples": 10, "decay": 0.75, "decay_epochs": 200}),
     # The one-layer VAE's protocol (vae_mnist version 3), so that the two compare image by image.
     "iaf_vae": Protocol("iaf_vae", _iaf_vae, 86.843, "tfvae's vae_mnist version 3"),
 }
@@ -277,6 +308,9 @@ class Segment(tf_keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.model.kl_weight.assign(min(1.0, epoch / self.run.protocol.warmup_epochs))
+        protocol = self.run.protocol
+        if protocol.finetune and epoch == protocol.epochs:   # the phase begins mid-segment
+            protocol.start_fine_tuning(self.model, self.run.steps_per_epoch)
         self.epoch_started = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -287,7 +321,7 @@ class Segment(tf_keras.callbacks.Callback):
             "kl_weight": float(self.model.kl_weight.numpy()),
             **{k: round(float(v), 4) for k, v in (logs or {}).items()}})
         if (self.done % self.eval_every == 0 or self.done == self.run.protocol.epochs
-                or self.done in (1, 4, 13, 40)):
+                or self.done == self.run.protocol.total_epochs or self.done in (1, 4, 13, 40)):
             self.evaluate()
         out_of_time = time.monotonic() > self.deadline or self.stop_requested
         if out_of_time or time.monotonic() - self.last_save > self.checkpoint_seconds:
@@ -321,18 +355,20 @@ def train(args):
     images = mnist("train")[:args.train_examples]
     run = Run(args.run_dir, args.model, len(images))
     done = run.restore()
-    if done >= run.protocol.epochs:
+    if done >= run.protocol.total_epochs:
         print(json.dumps({"run": shown(args.run_dir), "epochs_done": done, "complete": True}))
         return
     # Another seed per segment: a resumed run does not replay the first segment's data order.
     seed = done
     tf_keras.utils.set_random_seed(seed)
     train_data = tfvae.data.from_arrays(images, run.protocol.batch, binarize="dynamic", seed=seed)
+    if run.protocol.finetune and done > run.protocol.epochs:   # resumed within the phase
+        run.protocol.start_fine_tuning(run.model, run.steps_per_epoch)
     curve = curve_subset(test_images(), args.curve_examples)
     segment = Segment(run, done, args.minutes, args.checkpoint_minutes, args.eval_every, curve,
                       args.k, images)
     start = time.time()
-    run.model.fit(train_data, initial_epoch=done, epochs=run.protocol.epochs,
+    run.model.fit(train_data, initial_epoch=done, epochs=run.protocol.total_epochs,
                   verbose=2 if args.verbose else 0,
                   callbacks=[tfvae.training.NonFiniteGuard(), segment])
     if int(run.epochs_done.numpy()) != segment.done:
@@ -350,7 +386,7 @@ def status(args):
     done = run.restore(read_only=True)
     segments = run.read("segments.jsonl")
     curve = run.read("curve.jsonl")
-    print(json.dumps({"run": shown(args.run_dir), "epochs_done": done, "of": run.protocol.epochs,
+    print(json.dumps({"run": shown(args.run_dir), "epochs_done": done, "of": run.protocol.total_epochs,
                       "segments": len(segments),
                       "wall_hours": round(sum(s["wall_seconds"] for s in segments) / 3600, 2),
                       "last_curve_point": curve[-1] if curve else None,
@@ -407,7 +443,7 @@ def finish(args):
     elbo = np.concatenate([model.compute_terms(tf.constant(test[i:i + 500]))["elbo"].numpy()
                            for i in range(0, len(test), 500)])
     segments = run.read("segments.jsonl")
-    result = {"model": args.model, "epochs": done, "of": run.protocol.epochs,
+    result = {"model": args.model, "epochs": done, "of": run.protocol.total_epochs,
               "test_nll": round(float(nll.mean()), 3),
               "test_nll_stderr": round(float(nll.std(ddof=1) / math.sqrt(len(nll))), 3),
               "k": args.k, "test_examples": len(test), "test_set": ZOO_TEST,

@@ -212,6 +212,25 @@ def test_burda_run_accounts_for_a_killed_segment_and_forgets_epochs_past_its_che
     assert len(run.read("segments.jsonl")) == 2
 
 
+def test_the_ladder_run_fine_tunes_after_its_2000_epochs(tmp_path):
+    """Sønderby et al.'s phases: 2000 epochs at 1e-3, then the fine-tuning phase on the IWAE
+    bound with 10 samples and the rate times 0.75 every 200 epochs."""
+    import burda
+
+    protocol = burda.PROTOCOLS["ladder_vae"]
+    assert (protocol.epochs, protocol.total_epochs) == (2000, 2400)
+    rate = protocol.learning_rate(steps_per_epoch=3)
+    assert [float(rate(step)) for step in (0, 5999, 6000, 6599, 6600)] == pytest.approx(
+        [1e-3, 1e-3, 1e-3, 1e-3, 7.5e-4])
+    run = burda.Run(tmp_path, "ladder_vae", train_examples=256 * 3)
+    assert run.restore() == 0
+    assert json.loads((tmp_path / "protocol.json").read_text())["finetune"]["iwae_samples"] == 10
+    assert run.model.iwae_samples == 1
+    schedule = protocol.start_fine_tuning(run.model, run.steps_per_epoch)
+    assert run.model.iwae_samples == 10
+    assert [float(schedule(step)) for step in (6599, 6600)] == pytest.approx([1e-3, 7.5e-4])
+
+
 def test_serving_prints_one_line_whose_ratios_are_of_its_percentiles():
     """bench/serving.py, a few calls (seconds): every signature at batch 1 and 256 through the
     four paths, and the export's p50 and p99 over the in-memory function's with an interval."""

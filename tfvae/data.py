@@ -649,7 +649,8 @@ def _unreachable_download_host(builder, timeout=_REACH_TIMEOUT):
         _unreachable_download_host(tfds.builder("mnist"))   # None with a network
 
     TFDS retries a failed download 10 times with exponential backoff, about 3.5 minutes
-    before it gives up offline; one connection per host tells in seconds. The URLs are the
+    before it gives up offline, and offers no setting for it (its DownloadConfig has none; the
+    count is a module constant of its downloader); one connection per host tells in seconds. The URLs are the
     ones in the dataset's checksums file, the files download_and_prepare fetches.
     """
     import urllib.parse

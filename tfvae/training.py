@@ -107,7 +107,7 @@ def make_optimizer(learning_rate=1e-3, clip_norm=None):
 
 
 def start_fine_tuning(model, steps_per_epoch, epochs, iwae_samples=10, decay=0.75,
-                      decay_epochs=200):
+                      decay_epochs=200, learning_rate=None, start_step=None):
     """Sønderby et al.'s (2016) fine-tuning phase for a trained VAE: from here on it trains on
     the IWAE bound with `iwae_samples` importance samples (Burda et al. 2015), with its
     optimizer's current learning rate multiplied by `decay` every `decay_epochs` epochs, for
@@ -117,8 +117,8 @@ def start_fine_tuning(model, steps_per_epoch, epochs, iwae_samples=10, decay=0.7
         model.fit(data, initial_epoch=2000, epochs=4000)
 
     The optimizer (and its moments) stays; the schedule is a function of its step count, so a
-    run resumed from a checkpoint sets it again with the same arguments at the step it reached
-    (see `fine_tuning_schedule`).
+    run resumed from a checkpoint in the middle of the phase calls this again with the phase's
+    `learning_rate` and `start_step` (by default the optimizer's current rate and step).
     """
     if not hasattr(model, "iwae_samples") or model.optimizer is None:
         raise ValueError("start_fine_tuning takes a compiled tfvae VAE (a model with "
@@ -128,10 +128,13 @@ def start_fine_tuning(model, steps_per_epoch, epochs, iwae_samples=10, decay=0.7
         raise ValueError(f"iwae_samples={iwae_samples}: the IWAE objective has no free bits; "
                          f"this model floors its KL terms (free_bits={model.free_bits})")
     model.iwae_samples = iwae_samples
-    rate = model.optimizer.learning_rate
-    rate = float(rate(model.optimizer.iterations) if callable(rate) else rate)
-    schedule = fine_tuning_schedule(rate, int(model.optimizer.iterations), steps_per_epoch,
-                                    epochs, decay, decay_epochs)
+    if learning_rate is None:
+        rate = model.optimizer.learning_rate
+        learning_rate = float(rate(model.optimizer.iterations) if callable(rate) else rate)
+    if start_step is None:
+        start_step = int(model.optimizer.iterations)
+    schedule = fine_tuning_schedule(learning_rate, start_step, steps_per_epoch, epochs, decay,
+                                    decay_epochs)
     model.optimizer.learning_rate = schedule
     # iwae_samples is read when the training step is traced: trace it anew.
     model.make_train_function(force=True)
