@@ -14,13 +14,20 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["tfvae", "tfvae.*"]),
     python_requires=">=3.11",
-    # The stack is pinned to the versions that work together: TFP 0.25 layers need Keras 2 (tf-keras)
-    # of the same minor version as TensorFlow; TFDS needs importlib_resources but does not declare it.
+    # A range, so that an installed TensorFlow of it (Colab's) is kept rather than replaced: TFP 0.25
+    # needs TensorFlow 2.18 or newer and its layers need Keras 2 (tf-keras); 2.21 is the newest
+    # tested (.ci/run checks both ends). Each tf-keras release requires its own TensorFlow minor
+    # version (tf-keras 2.19.* needs tensorflow>=2.19,<2.20), so pip can only pick matching pairs.
+    # TFDS needs importlib_resources but does not declare it, and any tensorflow-metadata:
+    # 1.21's generated protos need protobuf 6.31.1 or newer at run time, which it does not declare
+    # either, and TensorFlow 2.18 and 2.19 need protobuf < 6 (`import tensorflow_datasets` then
+    # fails); 1.17.3 runs on protobuf 4.25 to 7, under every TensorFlow of the range.
     install_requires=[
-        "tensorflow==2.21.*",
-        "tf-keras==2.21.*",
+        "tensorflow>=2.18,<2.22",
+        "tf-keras>=2.18,<2.22",
         "tensorflow-probability==0.25.*",
         "tensorflow-datasets==4.9.*",
+        "tensorflow-metadata<1.21",
         "importlib_resources",
         "scikit-learn",
         "matplotlib",
@@ -30,9 +37,9 @@ setup(
         # The gRPC client and its PredictRequest protos; REST and warm-up need neither. The tests
         # also write TensorBoard logs through a Keras 3 TensorBoard callback (tensorboard), and
         # run in two processes (pytest-xdist, pytest.ini).
-        "serving": ["tensorflow-serving-api==2.21.*", "grpcio>=1.24.3,<2"],
+        "serving": ["tensorflow-serving-api>=2.18,<2.22", "grpcio>=1.24.3,<2"],
         "test": ["pytest", "pytest-xdist", "hypothesis>=6.100", "nbclient", "ipykernel",
-                 "tensorboard", "tensorflow-serving-api==2.21.*", "grpcio>=1.24.3,<2"],
+                 "tensorboard", "tensorflow-serving-api>=2.18,<2.22", "grpcio>=1.24.3,<2"],
     },
     entry_points={"console_scripts": ["tfvae=tfvae.cli:main"]},
 )

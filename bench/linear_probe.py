@@ -2,8 +2,9 @@
 next to the same on PCA's codes of the same size and on the raw pixels, as Vincent et al. (2010)
 and Rifai et al. (2011) judged their autoencoders' features. Prints one JSON line.
 
-    python bench/linear_probe.py --models ae_mnist denoising_ae_mnist sparse_ae_mnist contractive_ae_mnist
-    python bench/linear_probe.py --models ae_mnist:1          # a shipped version other than the latest
+    python bench/linear_probe.py --models ae_mnist denoising_ae_mnist sparse_ae_mnist \
+        contractive_ae_mnist
+    python bench/linear_probe.py --models ae_mnist:1          # another shipped version
     python bench/linear_probe.py --models saved_models/my_ae  # any export, by its folder
     python bench/linear_probe.py --dataset digits --pca 8     # baselines only, in seconds
 
@@ -24,7 +25,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import tfvae  # noqa: E402  (before TensorFlow: it quiets TensorFlow's start-up logs)
+# Before TensorFlow: a command keeps TensorFlow's C++ start-up logs quiet (tfvae.logs).
+import tfvae  # noqa: E402
+
+from tfvae import logs  # noqa: E402
+
+logs.quiet_tensorflow_logs()
 
 import numpy as np  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
@@ -84,9 +90,10 @@ def model_codes(model, images, batch_size=BATCH):
     """A model's deterministic codes of `images`: the `encode` output `mean`, of an export
     (`tfvae.load`) or of a model in memory."""
     def encode(x):
-        if hasattr(model, "encode_outputs"):       # a tfvae model in memory
-            return model.encode_outputs(x)["mean"].numpy()
-        return model.encode(x)["mean"]             # an export
+        if isinstance(model, tfvae.models.LatentVariableModel):   # in memory: q(z|x)'s mean
+            q = model.encode(x)
+            return (q[0] if isinstance(q, list) else q).mean().numpy()   # hierarchies: z_1
+        return model.encode(x)["mean"]                            # an export
     return np.concatenate([encode(images[i:i + batch_size])
                            for i in range(0, len(images), batch_size)]).astype(np.float32)
 
@@ -128,7 +135,7 @@ def settings(c=C, max_iter=MAX_ITER):
     return {"scaler": "StandardScaler (fitted on the training features)",
             "classifier": f"LogisticRegression(solver='lbfgs', C={c}, max_iter={max_iter}), "
                           f"multinomial, scikit-learn defaults otherwise (tol 1e-4, L2)",
-            "pca": "PCA fitted on the training images, full SVD"}
+            "pca_fit": "PCA fitted on the training images, full SVD"}
 
 
 def shown(path):
@@ -181,7 +188,8 @@ def main(argv=None):
         f" --max-iter {args.max_iter}" if args.max_iter != MAX_ITER else "")
     line = json.dumps({
         "benchmark": "linear_probe", "command": command, "dataset": args.dataset,
-        "train_examples": len(train_x), "test_examples": len(test_x), **settings(args.C, args.max_iter),
+        "train_examples": len(train_x), "test_examples": len(test_x),
+        **settings(args.C, args.max_iter),
         "pixels": baselines.pixels(), "pca": pca,
         "models": {spec: {key: value for key, value in m.items() if key not in ("pca", "pixels")}
                    for spec, m in models.items()},

@@ -34,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tfvae  # noqa: E402
 
-from tfvae import logs  # noqa: E402
+from tfvae import logs, signatures  # noqa: E402
 
 logs.quiet_tensorflow_logs()
 
@@ -44,15 +44,24 @@ import tf_keras  # noqa: E402
 
 
 BATCHES = (1, 256)
+#: the importance samples of the log_likelihood calls timed here: one pass of the export's loop
+K = 100
 
 
-def inputs_for(signature, spec, batch, rng):
-    shape = [batch, *spec.shape[1:]]
-    if spec.dtype == tf.int64:
-        return np.arange(batch, dtype=np.int64)
-    if signature == "decode":
-        return rng.normal(size=shape).astype(np.float32)
-    return rng.uniform(size=shape).astype(np.float32)
+def inputs_for(signature, specs, batch, rng):
+    """{input name: value} for a call of `signature` at `batch` rows."""
+    values = {}
+    for alias, spec in specs.items():
+        shape = [batch, *spec.shape[1:]]
+        if alias == "k":
+            values[alias] = np.full(batch, K, np.int64)
+        elif spec.dtype == tf.int64:
+            values[alias] = np.arange(batch, dtype=np.int64)
+        elif signature == "decode":
+            values[alias] = rng.normal(size=shape).astype(np.float32)
+        else:
+            values[alias] = rng.uniform(size=shape).astype(np.float32)
+    return values
 
 
 def session_runner(export_dir):
@@ -65,26 +74,29 @@ def session_runner(export_dir):
     for name, signature in meta_graph.signature_def.items():
         if name.startswith("__"):
             continue
-        ((alias, info),) = signature.inputs.items()
+        aliases = sorted(signature.inputs)
         fetches = [graph.get_tensor_by_name(o.name) for o in signature.outputs.values()]
-        runners[name] = session.make_callable(fetches, feed_list=[graph.get_tensor_by_name(info.name)])
+        feeds = [graph.get_tensor_by_name(signature.inputs[a].name) for a in aliases]
+        runners[name] = (session.make_callable(fetches, feed_list=feeds), aliases)
     return runners, session
 
 
-def paths_for(signature, model, loaded, sessions, value):
-    tensor = tf.constant(value)
-    spec = loaded.signatures[signature].structured_input_signature[1]
-    ((alias, tensor_spec),) = spec.items()
+def paths_for(signature, model, loaded, sessions, values):
+    tensors = {alias: tf.constant(value) for alias, value in values.items()}
+    specs = loaded.signatures[signature].structured_input_signature[1]
+    order = signatures.input_names(signature)         # the model method's argument order
     saved = loaded.signatures[signature]
-    method = getattr(model, f"{signature.replace('serving_default', 'reconstruct')}_outputs")
-    compiled = tf.function(method, input_signature=[tensor_spec])
+    method = getattr(model, signatures.get(signature).method)
+    compiled = tf.function(method, input_signature=[specs[alias] for alias in order])
     eager = (lambda x: {"x": model(x)}) if signature == "reconstruct" else method
-    run = sessions[signature]
+    arguments = [tensors[alias] for alias in order]
+    run, aliases = sessions[signature]
+    feeds = [values[alias] for alias in aliases]
     return {
-        "savedmodel": lambda: {k: v.numpy() for k, v in saved(**{alias: tensor}).items()},
-        "session": lambda: run(value),
-        "tf_function": lambda: {k: v.numpy() for k, v in compiled(tensor).items()},
-        "keras_eager": lambda: {k: v.numpy() for k, v in eager(tensor).items()},
+        "savedmodel": lambda: {k: v.numpy() for k, v in saved(**tensors).items()},
+        "session": lambda: run(*feeds),
+        "tf_function": lambda: {k: v.numpy() for k, v in compiled(*arguments).items()},
+        "keras_eager": lambda: {k: v.numpy() for k, v in eager(*arguments).items()},
     }
 
 
@@ -142,16 +154,16 @@ def main():
         export_dir = tfvae.export(model, Path(tmp) / "vae")
         loaded = tf.saved_model.load(str(export_dir))
         sessions, session = session_runner(export_dir)
-        signatures = sorted(s for s in loaded.signatures if s != "serving_default")
+        names = sorted(s for s in loaded.signatures if s != "serving_default")
         rng = np.random.default_rng(0)
         order_rng = np.random.default_rng(1)  # the order of the paths in each round
         bootstrap_rng = np.random.default_rng(2)
         results, ratios = {}, {}
-        for signature in signatures:
-            (spec,) = loaded.signatures[signature].structured_input_signature[1].values()
+        for signature in names:
+            specs = loaded.signatures[signature].structured_input_signature[1]
             for batch, calls in zip(BATCHES, args.calls):
-                value = inputs_for(signature, spec, batch, rng)
-                paths = paths_for(signature, model, loaded, sessions, value)
+                values = inputs_for(signature, specs, batch, rng)
+                paths = paths_for(signature, model, loaded, sessions, values)
                 for call in paths.values():
                     for _ in range(args.warmup):
                         call()

@@ -242,7 +242,7 @@ def test_serving_prints_one_line_whose_ratios_are_of_its_percentiles():
     assert len(lines) == 1
     run = json.loads(lines[0])
     assert run["calls"] == {"1": 20, "256": 5}
-    signatures = {"encode", "decode", "sample", "reconstruct", "score"}
+    signatures = {"encode", "decode", "sample", "reconstruct", "score", "log_likelihood"}
     assert set(run["results"]) == set(run["vs_tf_function"]) == signatures
     for signature in signatures:
         for batch in ("1", "256"):

@@ -356,10 +356,21 @@ def test_evaluate_follows_the_card_and_reproduces_its_figures(tmp_path, capsys, 
 
     x = np.concatenate([b.numpy() for b in data.load("digits", "test", binarize="static",
                                                      seed=3)])
-    first, second = served.score(x)["elbo"], served.score(x)["elbo"]
+    seeds = np.arange(len(x))
+    first, second = served.score(x, seed=seeds)["elbo"], served.score(x, seed=seeds + 1000)["elbo"]
+    np.testing.assert_array_equal(first, served.score(x, seed=seeds)["elbo"])  # from the seeds
     standard_error = float(np.sqrt(np.sum((first - second) ** 2)) / len(x))
     assert 0 < standard_error < 1
     assert abs(line["metrics"]["elbo"] - card["metrics"]["test_elbo"]) < 5 * standard_error
+
+    # With --k, the export's log_likelihood too: the same numbers as the loader's, from each
+    # example's index in the split as its seed; above the ELBO, as an IWAE bound is.
+    cli.main(["evaluate", str(export), "--k", "20"])
+    with_k = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    expected = np.mean(served.log_likelihood(x, k=20, seed=np.arange(len(x)))["log_likelihood"])
+    assert with_k["k"] == 20
+    assert with_k["metrics"]["log_likelihood"] == pytest.approx(expected, abs=1e-3)
+    assert with_k["metrics"]["log_likelihood"] > with_k["metrics"]["elbo"]
 
     # Grey levels (or the default seed's bits) are other inputs: the KL term moves off.
     for flags in (["--binarize", "none"], ["--seed", "0"]):

@@ -62,20 +62,30 @@ def test_card_travels_inside_the_export(model, tmp_path):
     assert set(card["signatures"]) >= {"encode", "decode", "sample", "reconstruct", "score"}
 
 
-def test_score_signature_reports_the_elbo_terms(model, tmp_path, digits):
+def test_score_signature_reports_the_elbo_terms_of_the_seeds_draw(model, tmp_path, digits):
     served = tfvae.load(tfvae.export(model, tmp_path / "vae"))
-    scores = served.run("score", digits)
-    expected = model.compute_terms(tf.constant(digits))
-    np.testing.assert_allclose(scores["kl"], expected["kl"], rtol=1e-5)  # closed form: exact
-    # The reconstruction term is a one-sample estimate: equal on average, not per call.
-    assert abs(np.mean(scores["elbo"]) - np.mean(expected["elbo"].numpy())) < 2.0
+    seeds = np.arange(len(digits)) + 7
+    scores = served.score(digits, seed=seeds)
+    expected = model.compute_terms(tf.constant(digits), seeds=tf.constant(seeds))
+    for term in ("kl", "elbo", "reconstruction", "loss"):
+        np.testing.assert_allclose(scores[term], expected[term], rtol=1e-5, atol=1e-4)
+    # The same request, the same answer; another seed, another draw of the same expectation.
+    np.testing.assert_array_equal(served.score(digits, seed=seeds)["elbo"], scores["elbo"])
+    other = served.score(digits, seed=seeds + 1000)["elbo"]
+    assert not np.allclose(other, scores["elbo"]) and abs(np.mean(other - scores["elbo"])) < 2
 
 
 def test_loaded_score_is_the_score_signature(model, tmp_path, digits):
     served = tfvae.load(tfvae.export(model, tmp_path / "vae"))
-    scores = served.score(digits[:3])
-    assert set(scores) == set(served.run("score", digits[:3])) >= {"loss", "elbo", "kl"}
+    scores = served.score(digits[:3])        # seeds 0, 1, 2 by default
+    run = served.run("score", {"x": digits[:3], "seed": np.arange(3)})
+    assert set(scores) == set(run) >= {"loss", "elbo", "kl"}
+    np.testing.assert_array_equal(scores["elbo"], run["elbo"])
     assert all(value.shape == (3,) for value in scores.values())
+    with pytest.raises(ValueError, match="pass a dict"):
+        served.run("score", digits[:3])
+    with pytest.raises(ValueError, match="same batch size"):
+        served.score(digits[:3], seed=np.arange(4))
 
 
 def test_loader_rejects_bad_inputs_with_the_expected_shape(model, tmp_path, digits):
@@ -148,7 +158,8 @@ def test_a_familys_signature_text_replaces_only_the_entries_it_names(name, kwarg
     generic = model_card(tfvae.models.VAE(input_shape=(4, 4, 1), latent_dim=2,
                                           hidden_units=(8,)))["signatures"]
     signatures = model_card(model)["signatures"]
-    assert set(signatures) == {"encode", "decode", "sample", "reconstruct", "score"}
+    assert set(signatures) == {"encode", "decode", "sample", "reconstruct", "score",
+                               "log_likelihood"}
     assert own in signatures["encode"] and signatures["score"] == generic["score"]
 
 
@@ -169,16 +180,18 @@ def test_every_signature_of_an_export_is_described_by_the_contract(name, kwargs,
             "scalar": []}
     for signature_name, definition in defs.items():
         contract = signatures.get(signature_name)
-        ((alias, info),) = definition.inputs.items()
-        assert alias == contract.input == signatures.input_name(signature_name)
-        assert tf.dtypes.as_dtype(info.dtype) == contract.dtype
-        assert [d.size for d in info.tensor_shape.dim] == [-1, *dims[contract.per_example]]
-        spec = signatures.input_spec(signature_name, model.input_shape, model.latent_shape)
-        assert (spec.name, spec.dtype, spec.shape.as_list()) == \
-            (alias, contract.dtype, [None, *dims[contract.per_example]])
+        assert sorted(definition.inputs) == sorted(signatures.input_names(signature_name))
+        specs = signatures.input_specs(signature_name, model.input_shape, model.latent_shape)
+        for expected, spec in zip(contract.inputs, specs):
+            info = definition.inputs[expected.name]
+            assert tf.dtypes.as_dtype(info.dtype) == expected.dtype
+            assert [d.size for d in info.tensor_shape.dim] == [-1, *dims[expected.per_example]]
+            assert (spec.name, spec.dtype, spec.shape.as_list()) == \
+                (expected.name, expected.dtype, [None, *dims[expected.per_example]])
         # Families add outputs; every model gives the contract's.
         assert set(definition.outputs) >= set(contract.outputs), signature_name
-        expected = getattr(model, contract.method)(tf.zeros([2, *spec.shape[1:]], spec.dtype))
+        expected = getattr(model, contract.method)(*[
+            tf.ones([2, *spec.shape[1:]], spec.dtype) for spec in specs])
         assert set(definition.outputs) == set(expected), signature_name
         # What a client calls an unnamed (one-output) answer is an output the signature has.
         lone = signatures.lone_output(signature_name)
@@ -223,7 +236,7 @@ def test_one_input_check_casts_only_what_loses_nothing():
     for value, dtype in (([0.5], np.int64), ([["a"]], np.float32), ([True], np.float32),
                          ([1e300], np.float32), ([2 ** 25 + 1], np.float32)):
         assert cast(np.asarray(value), dtype) is None, value
-    assert signatures.input_name("generate") is None and signatures.lone_output("encode") is None
+    assert signatures.input_names("generate") is None and signatures.lone_output("encode") is None
     assert signatures.get("serving_default") is signatures.get("reconstruct")
     with pytest.raises(KeyError, match="not a tfvae signature"):
         signatures.get("generate")

@@ -522,9 +522,15 @@ def test_active_units_count_the_units_whose_posterior_mean_varies(digits, rng):
 def test_hierarchical_serving_outputs(digits):
     model = tfvae.models.get("ladder_vae", input_shape=DIGITS, latent_dims=(4, 3, 2),
                              hidden_units=(8,))
-    out = model.encode_outputs(tf.constant(digits[:5]))
+    x = tf.constant(digits[:5])
+    out = model.encode_outputs(x, tf.constant([3, 1, 3, 4, 5], tf.int64))
     for l, d in zip((1, 2, 3), (4, 3, 2)):
         assert out[f"mean_{l}"].shape == out[f"stddev_{l}"].shape == out[f"z_{l}"].shape == (5, d)
+    # The joint posterior sample is drawn top-down from each row's seed: z_3 from its mean and
+    # stddev and the seed's numbers for layer 3 (after z_1's 4 and z_2's 3).
+    noise = tfvae.randomness.normal(tf.constant([3, 1, 3, 4, 5], tf.int64), 9).numpy()
+    np.testing.assert_allclose(out["z_3"], out["mean_3"] + out["stddev_3"] * noise[:, 7:],
+                               rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(out["mean"], out["mean_1"])
     np.testing.assert_allclose(model.code(tf.constant(digits[:5])), out["mean_1"], atol=1e-6)
     seeds = tf.constant([3, 1, 3], tf.int64)

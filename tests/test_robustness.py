@@ -700,7 +700,7 @@ def test_a_loaded_model_gives_the_same_results_from_eight_threads(exported):
         encoded = served.encode(x)
         return {"mean": encoded["mean"], "stddev": encoded["stddev"],
                 "decode": served.decode(z)["x"], "sample": served.sample(seeds)["x"],
-                "reconstruct": served.reconstruct(x)["x"], "kl": served.run("score", x)["kl"]}
+                "reconstruct": served.reconstruct(x)["x"], "kl": served.score(x)["kl"]}
 
     serial = [run_all(case) for case in inputs]
     start = threading.Barrier(8)

@@ -1,7 +1,8 @@
 """Run an export's signatures in a process where tfvae, TensorFlow Probability and tf_keras
 cannot be imported, as in TF Serving: `python tests/tf_only.py EXPORT_DIR CASES.npz OUT.npz`.
 
-CASES.npz holds `<signature>__<input name>` arrays; OUT.npz gets `<signature>__<output>`.
+CASES.npz holds `<signature>__<input name>` arrays (a signature with several inputs has several
+entries); OUT.npz gets `<signature>__<output>`.
 
 `python tests/tf_only.py --serve` keeps one such process for many exports (TensorFlow's import
 costs seconds, paid once per test session instead of once per export): it reads lines
@@ -44,13 +45,14 @@ def run_signatures(export_dir, cases_file, out_file):
     import tensorflow as tf
 
     loaded = tf.saved_model.load(export_dir)
-    outputs = {}
+    outputs, inputs = {}, {}
     with np.load(cases_file) as cases:
-        for key in cases.files:
+        for key in cases.files:  # <signature>__<input>: a signature's inputs together
             signature, argument = key.split("__")
-            result = loaded.signatures[signature](**{argument: tf.constant(cases[key])})
-            for out_name, value in result.items():
-                outputs[f"{signature}__{out_name}"] = value.numpy()
+            inputs.setdefault(signature, {})[argument] = tf.constant(cases[key])
+    for signature, arguments in inputs.items():
+        for out_name, value in loaded.signatures[signature](**arguments).items():
+            outputs[f"{signature}__{out_name}"] = value.numpy()
     np.savez(out_file, **outputs)
     return sorted({k.split("__")[0] for k in outputs})
 

@@ -56,6 +56,7 @@ _LAZY = {
     "callbacks": ("tfvae.callbacks", None),
     "cards": ("tfvae.cards", None),
     "plotting": ("tfvae.plotting", None),
+    "randomness": ("tfvae.randomness", None),
     "serving": ("tfvae.serving", None),
     "training": ("tfvae.training", None),
     "compat": ("tfvae.compat", None),

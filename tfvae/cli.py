@@ -355,10 +355,21 @@ def cmd_evaluate(args):
     totals, count, squared_error = {}, 0, 0.0
     batches = _load_data(args, args.split, args.batch_size)
     total = int(batches.cardinality())
+    k = args.k if args.k and "log_likelihood" in served.signatures else None
+    if args.k and not k:
+        raise SystemExit(f"tfvae: {served.path} has no 'log_likelihood' signature (exported by "
+                         f"an older tfvae)")
+    if not k and getattr(args, "card_k", None):
+        _log(f"the card's log-likelihood used k = {args.card_k}: --k {args.card_k} scores it too")
     with Progress(f"evaluating {args.path}", total if total > 0 else None) as bar:
         for x in batches:
             x = x.numpy()
-            scores = served.run("score", x)
+            # Every draw from the example's index in the split: the same run, the same numbers.
+            seeds = count + np.arange(len(x), dtype=np.int64)
+            scores = served.score(x, seed=seeds)
+            if k:
+                scores["log_likelihood"] = served.log_likelihood(x, k=k, seed=seeds)[
+                    "log_likelihood"]
             for key, value in scores.items():
                 totals[key] = totals.get(key, 0.0) + float(np.sum(value))
             squared_error += float(np.sum((served.reconstruct(x)["x"] - x) ** 2))
@@ -368,7 +379,7 @@ def cmd_evaluate(args):
     result["mse"] = round(squared_error / (count * int(np.prod(x.shape[1:]))), 6)
     line = {"path": str(served.path), "dataset": args.dataset, "split": args.split,
             "examples": count, "metrics": result, "protocol": args.protocol,
-            "from_card": args.from_card}
+            "from_card": args.from_card, "k": k}
     if args.from_card:
         # The card's own figures for the same metrics, to compare with (on its examples).
         metrics = served.card.get("metrics") or {}
@@ -408,8 +419,9 @@ def _use_card_protocol(args):
     from tfvae import cards
 
     protocol = cards.test_protocol(_card_of(args))
-    if protocol is not None:  # evaluate scores examples: k is for the log-likelihood
-        protocol.pop("k")
+    args.card_k = None
+    if protocol is not None:  # k is the log-likelihood's samples, not a choice of examples
+        args.card_k = protocol.pop("k")
     args.from_card = False
     args.protocol_origin = "the flags' defaults (the model card records no test protocol)"
     folder_card = protocol is not None and "image_size" in protocol
@@ -632,6 +644,10 @@ def build_parser():
     p.add_argument("path", help="an export folder, e.g. saved_models/vae_digits")
     p.add_argument("--version", type=_positive_int)
     data_flags(p, default_split="test", image_folder=True, card=True)
+    p.add_argument("--k", type=_non_negative_int, metavar="K",
+                   help="also the importance-sampled log-likelihood with K samples (the "
+                        "export's log_likelihood signature; the card says the K of its own "
+                        "figure)")
     p.set_defaults(run=cmd_evaluate)
 
     p = commands.add_parser("sample", help="draw samples from an export into a PNG grid")

@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from tfvae import cards, validation, warmup
 from tfvae.cards import CARD_FILENAME
-from tfvae.signatures import ALIASES, SIGNATURES, input_spec
+from tfvae.signatures import ALIASES, SIGNATURES, input_specs
 from tfvae.validation import WrongTypeError
 
 _TEMPORARY_PREFIX = ".tmp-"
@@ -46,8 +46,8 @@ class ExportModule(tf.Module):
         # model's own order, which tfvae.models.from_pretrained reads back; not the metrics.
         self.model_variables = list(model.state_variables())
         for name, signature in SIGNATURES.items():
-            spec = input_spec(name, model.input_shape, model.latent_shape)
-            setattr(self, name, _serving_function(getattr(model, signature.method), spec))
+            specs = input_specs(name, model.input_shape, model.latent_shape)
+            setattr(self, name, _serving_function(getattr(model, signature.method), specs))
         if card_path is not None:
             self.card = tf.saved_model.Asset(str(card_path))
 
@@ -192,13 +192,13 @@ def _sync(path, files=True):
             os.close(handle)
 
 
-def _serving_function(function, spec):
-    """A tf.function of `function` with a fixed input signature that checks its input's shape
+def _serving_function(function, specs):
+    """A tf.function of `function` with a fixed input signature that checks its inputs' shapes
     inside the graph. TF Serving's C++ session feeds tensors without checking them against the
     signature, and these graphs would silently accept some wrong shapes (a [2, 8, 8] or [2, 64]
     batch of 8x8x1 images is flattened; a [2, 8, 8, 2] batch gives 4 rows); with the check such a
     request gets INVALID_ARGUMENT naming both shapes."""
-    def checked(value):
-        return function(tf.ensure_shape(value, spec.shape))
+    def checked(*values):
+        return function(*[tf.ensure_shape(value, spec.shape) for value, spec in zip(values, specs)])
     checked.__name__ = function.__name__  # names the graph function in error messages
-    return tf.function(checked, input_signature=[spec])
+    return tf.function(checked, input_signature=specs)

@@ -16,7 +16,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras
 
-from tfvae import validation
+from tfvae import randomness, validation
 
 tfd = tfp.distributions
 tfpl = tfp.layers
@@ -334,16 +334,6 @@ def standard_normal(shape):
     return tfd.Independent(tfd.Normal(zeros, 1.0), reinterpreted_batch_ndims=len(shape))
 
 
-def stateless_normal_per_seed(seeds, shape, stream=0):
-    """One N(0, I) draw of `shape` per int64 seed from the stateless seed pair (seed, stream):
-    each draw depends on its own seed only, so a sample does not change with the other seeds in
-    the batch, and separate streams (e.g. one per stochastic layer) are independent."""
-    seeds = tf.convert_to_tensor(seeds, tf.int64)
-    pairs = tf.stack([seeds, tf.fill(tf.shape(seeds), tf.constant(stream, tf.int64))], axis=-1)
-    return tf.map_fn(lambda pair: tf.random.stateless_normal(shape, seed=pair), pairs,
-                     fn_output_signature=tf.TensorSpec(shape, tf.float32))
-
-
 @tf_keras.saving.register_keras_serializable(package="tfvae")
 class LatentDensity(tf_keras.layers.Layer):
     """A density over codes fitted after training, for models without a prior of their own
@@ -391,13 +381,12 @@ class LatentDensity(tf_keras.layers.Layer):
         return int(np.count_nonzero(self.mixture_weights.numpy()))
 
     def sample(self, seeds):
-        """One code per int64 seed: a stateless draw of the component (inverse CDF of a uniform),
-        then mean + scale_tril @ eps with eps ~ N(0, I); deterministic per seed."""
+        """One code per int64 seed: the component drawn by the inverse CDF of a uniform, then
+        mean + scale_tril @ eps with eps ~ N(0, I); deterministic per seed (tfvae.randomness:
+        eps is numbers 0.. of the seed's stream, the uniform its COMPONENT_CHOICE counter)."""
         seeds = tf.convert_to_tensor(seeds, tf.int64)
-        eps = stateless_normal_per_seed(seeds, (self.event_size,))
-        other_stream = tf.stack([seeds, tf.ones_like(seeds)], axis=-1)
-        u = tf.map_fn(lambda pair: tf.random.stateless_uniform([], seed=pair), other_stream,
-                      fn_output_signature=tf.float32)
+        eps = randomness.normal(seeds, self.event_size)
+        u = randomness.uniform(seeds, 1, start=randomness.COMPONENT_CHOICE)[:, 0]
         cdf = tf.math.cumsum(self.mixture_weights)
         component = tf.reduce_sum(tf.cast(cdf[None, :] < u[:, None] * cdf[-1], tf.int32), axis=1)
         component = tf.minimum(component, self.max_components - 1)

@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from tfvae import cards, validation
 from tfvae.exporting import versions
-from tfvae.signatures import SignatureMethods
+from tfvae.signatures import SignatureMethods, input_names
 
 #: the zoo's folder when tfvae runs from a checkout (e.g. `pip install -e .`): the repository's
 #: saved_models/. After a plain `pip install .` this is inside site-packages, where no zoo is.
@@ -239,24 +239,45 @@ class LoadedModel(SignatureMethods):
         name = self.card["model"] if self.card else "model"
         return f"<LoadedModel {name} from {self.path} signatures={sorted(self.signatures)}>"
 
+    def input_specs(self, signature):
+        """The TensorSpecs of a signature's inputs, by name."""
+        return dict(self.signatures[signature].structured_input_signature[1])
+
     def input_spec(self, signature):
-        """The TensorSpec of a signature's single input."""
-        (spec,) = self.signatures[signature].structured_input_signature[1].values()
-        return spec
+        """The TensorSpec of a signature's first input ("x", "z" or "seed")."""
+        return self.input_specs(signature)[input_names(signature)[0]] \
+            if input_names(signature) else next(iter(self.input_specs(signature).values()))
 
     def __call__(self, x):
         """The reconstruction of a batch of inputs, as `reconstruct(x)`."""
         return self.reconstruct(x)
 
-    def _run_signature(self, name, value):
-        return self.run(name, value)
+    def _run_signature(self, name, inputs):
+        return self.run(name, _without_unknown_seeds(inputs, self.input_specs(name)))
 
-    def run(self, signature, value):
-        """Check `value` against the signature's input and run it; a dict of numpy arrays."""
+    def run(self, signature, inputs):
+        """Check `inputs` (a dict by input name, or the value of a signature's one input)
+        against the signature and run it; a dict of numpy arrays."""
         if signature not in self.signatures:
             raise KeyError(f"no signature {signature!r}; this export has {sorted(self.signatures)}")
-        spec = self.input_spec(signature)
-        array = validation.conform(value, spec.shape.as_list(), spec.dtype.as_numpy_dtype,
-                                   f"{signature}()", spec.name)
-        outputs = self.signatures[signature](**{spec.name: tf.constant(array)})
+        specs = self.input_specs(signature)
+        if not isinstance(inputs, dict):
+            if len(specs) != 1:
+                raise ValueError(f"{signature}() takes inputs {sorted(specs)}: pass a dict "
+                                 f"{{name: array}}")
+            inputs = {next(iter(specs)): inputs}
+        if set(inputs) != set(specs):
+            raise ValueError(f"{signature}() takes inputs {sorted(specs)}; got {sorted(inputs)}")
+        arrays = {name: validation.conform(inputs[name], spec.shape.as_list(),
+                                           spec.dtype.as_numpy_dtype, f"{signature}()", name)
+                  for name, spec in specs.items()}
+        validation.check_same_rows(arrays, f"{signature}()")
+        outputs = self.signatures[signature](**{k: tf.constant(v) for k, v in arrays.items()})
         return {key: tensor.numpy() for key, tensor in outputs.items()}
+
+
+def _without_unknown_seeds(inputs, taken):
+    """`inputs` without a seed or k that the signature does not take: exports written before
+    the signatures took seeds draw with TensorFlow's own random ops."""
+    return {name: value for name, value in inputs.items()
+            if name in taken or name not in ("seed", "k")}

@@ -96,16 +96,25 @@ class ModelView:
 
     def _run(self, signature, value, dtype=np.float32):
         value = np.asarray(value, dtype)
-        parts = [self._run_one(signature, value[i:i + CHUNK]) for i in range(0, len(value), CHUNK)]
+        parts = [self._run_one(signature, value[i:i + CHUNK], i)
+                 for i in range(0, len(value), CHUNK)]
         return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
-    def _run_one(self, signature, value):
+    def _run_one(self, signature, value, first_row):
+        """One chunk; a draw's seeds are the rows' indices in the whole batch, as the loader's
+        default, however the batch is chunked."""
+        from tfvae import signatures
+
+        inputs = {signatures.input_names(signature)[0]: value}
+        if "seed" in signatures.input_names(signature)[1:]:
+            inputs["seed"] = first_row + np.arange(len(value), dtype=np.int64)
         if self.loaded:
-            return self.model.run(signature, value)
+            return self.model.run(signature, {
+                k: v for k, v in inputs.items() if k in self.model.input_specs(signature)})
         import tensorflow as tf
 
-        function = getattr(self.model, f"{signature}_outputs")
-        return {k: v.numpy() for k, v in function(tf.constant(value)).items()}
+        function = getattr(self.model, signatures.get(signature).method)
+        return {k: v.numpy() for k, v in function(*map(tf.constant, inputs.values())).items()}
 
     def encode(self, x):
         return self._run("encode", x)

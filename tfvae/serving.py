@@ -42,7 +42,7 @@ import tensorflow as tf
 
 from tfvae.exporting import versions
 from tfvae import validation
-from tfvae.signatures import SignatureMethods, get, input_name, lone_output, names
+from tfvae.signatures import SignatureMethods, get, input_names, lone_output, names
 # Part of this module's API (colab/3_serving.ipynb lists an export's signatures with it).
 from tfvae.signatures import signature_defs  # noqa: F401
 
@@ -234,12 +234,17 @@ class _Client(SignatureMethods):
         self.attempts = 0  # requests sent, tries included (for monitoring and tests)
         self._definitions = None  # the served version's SignatureDefs, read once
 
-    def _run_signature(self, name, value):
+    def _run_signature(self, name, inputs):
         if not self.validate:  # what loses nothing is still cast; the server checks the rest
-            array = validation.as_array(value)
-            cast = validation.lossless_cast(array, get(name).dtype.as_numpy_dtype)
-            value = array if cast is None else cast
-        return self.predict(name, {input_name(name): value})
+            dtypes = {i.name: i.dtype.as_numpy_dtype for i in get(name).inputs}
+            arrays = {key: validation.as_array(value) for key, value in inputs.items()}
+            inputs = {key: _cast_if_lossless(array, dtypes.get(key, array.dtype))
+                      for key, array in arrays.items()}
+        if self.validate and name in self.signature_defs():   # an export from before seeds
+            taken = self.signature_defs()[name].inputs
+            inputs = {key: value for key, value in inputs.items()
+                      if key in taken or key not in ("seed", "k")}
+        return self.predict(name, inputs)
 
     def _where(self, signature):
         version = "" if self.version is None else f" version {self.version}"
@@ -269,10 +274,7 @@ class _Client(SignatureMethods):
                              f"{sorted(inputs)}")
         checked = {alias: _conform(inputs[alias], info, self._where(signature), alias)
                    for alias, info in expected.items()}
-        sizes = {alias: len(value) for alias, value in checked.items() if value.ndim}
-        if len(set(sizes.values())) > 1:
-            raise ValueError(f"{self._where(signature)}: every input needs the same batch size; "
-                             f"got {sizes}")
+        validation.check_same_rows(checked, self._where(signature))
         return checked
 
     def _splittable(self, signature):
@@ -325,6 +327,11 @@ class _Client(SignatureMethods):
                 if attempt == self.retries or not retryable(error):
                     raise
             time.sleep(self.backoff * 2 ** attempt)
+
+
+def _cast_if_lossless(array, dtype):
+    cast = validation.lossless_cast(array, dtype)
+    return array if cast is None else cast
 
 
 def _conform(value, info, where, name):
@@ -528,9 +535,9 @@ def grpc_request(model, signature, inputs, version=None):
     if version is not None:
         request.model_spec.version.value = int(version)
     if not isinstance(inputs, dict):
-        if input_name(signature) is None:
+        if input_names(signature) is None or len(input_names(signature)) != 1:
             raise ValueError(f"gRPC needs named inputs: pass {{name: array}} for {signature!r}")
-        inputs = {input_name(signature): inputs}
+        inputs = {input_names(signature)[0]: inputs}
     for name, value in inputs.items():
         request.inputs[name].CopyFrom(tf.make_tensor_proto(validation.as_array(value)))
     return request

@@ -1,25 +1,29 @@
-"""The signature contract of a tfvae export: each signature's name, input, outputs, model method
-and card text, defined once for the exporter, the model card, the warm-up writer, the loader and
-the serving clients.
+"""The signature contract of a tfvae export: each signature's name, inputs, outputs, model
+method and card text, defined once for the exporter, the model card, the warm-up writer, the
+loader and the serving clients.
 
     from tfvae import signatures
-    signatures.get("decode").input                        # "z"
-    signatures.input_spec("encode", (28, 28, 1), (32,))   # [None, 28, 28, 1] float32, named "x"
-    signatures.lone_output("serving_default")             # "x"
+    signatures.input_names("encode")                       # ("x", "seed")
+    signatures.input_specs("decode", (28, 28, 1), (32,))   # [TensorSpec([None, 32], float32, "z")]
+    signatures.lone_output("serving_default")              # "x"
 
-Every export has these five signatures, and `serving_default`, which is `reconstruct`:
+Every export has these six signatures, and `serving_default`, which is `reconstruct`:
 
-| signature     | input                              | outputs every model gives        |
-| ---           | ---                                | ---                              |
-| `encode`      | `x` float32 [batch, *input_shape]  | `mean`, `stddev`, `z`            |
-| `decode`      | `z` float32 [batch, *latent_shape] | `x`, the likelihood's mean       |
-| `sample`      | `seed` int64 [batch]               | `z`, `x`: one sample per seed    |
-| `reconstruct` | `x` float32 [batch, *input_shape]  | `x`                              |
-| `score`       | `x` float32 [batch, *input_shape]  | `loss`, among the per-example terms |
+| signature        | inputs (float32 or int64, batch first)          | outputs every model gives   |
+| ---              | ---                                             | ---                         |
+| `encode`         | `x` [batch, *input_shape], `seed` [batch]       | `mean`, `stddev`, `z`       |
+| `decode`         | `z` [batch, *latent_shape]                      | `x`, the likelihood's mean  |
+| `sample`         | `seed` [batch]                                  | `z`, `x`: one per seed      |
+| `reconstruct`    | `x` [batch, *input_shape]                       | `x`                         |
+| `score`          | `x` [batch, *input_shape], `seed` [batch]       | `loss`, among the terms     |
+| `log_likelihood` | `x`, `seed` [batch], `k` [batch]                | `log_likelihood` [batch]    |
 
-Families may add outputs (hierarchical models `mean_1`, `z_2`, ...; autoencoders `code`; VAEs
-`elbo`, `kl`, ... in `score`); they never remove one. Plain Python, numpy and TensorFlow only:
-`tfvae.load` imports this module and must work without TensorFlow Probability and tf_keras.
+Whatever draws (the posterior sample z of `encode`, the draw `score` scores, `sample`, the k
+importance samples of `log_likelihood`) draws from each row's seed through tfvae.randomness, so
+the same request gets the same answer, in a SavedModel, LiteRT or ONNX alike. Families may add
+outputs (hierarchical models `mean_1`, `z_2`, ...; autoencoders `code`; VAEs `elbo`, `kl`, ...
+in `score`); they never remove one. Plain Python, numpy and TensorFlow only: `tfvae.load`
+imports this module and must work without TensorFlow Probability and tf_keras.
 """
 import dataclasses
 from pathlib import Path
@@ -34,23 +38,33 @@ DEFAULT_SIGNATURE = "serving_default"
 
 
 @dataclasses.dataclass(frozen=True)
+class Input:
+    """One input of a signature: its name, dtype, and what one example's value is:
+    "input_shape" (an input of the model), "latent_shape" (a code) or "scalar" (a seed, a k)."""
+    name: str
+    dtype: tf.DType
+    per_example: str
+
+
+X = Input("x", tf.float32, "input_shape")
+Z = Input("z", tf.float32, "latent_shape")
+SEED = Input("seed", tf.int64, "scalar")
+K = Input("k", tf.int64, "scalar")
+
+
+@dataclasses.dataclass(frozen=True)
 class Signature:
     """One signature of an export.
 
     Attributes:
         name: e.g. "encode".
-        input: the name of its single input: "x", "z" or "seed".
-        dtype: the input's dtype.
-        per_example: what one example's input is: "input_shape" (an input of the model),
-            "latent_shape" (a code) or "scalar" (a seed).
+        inputs: its `Input`s, in the order the model method takes them.
         outputs: the outputs every model gives; a family may add more.
         method: the model method that computes the outputs from a batch of inputs.
         text: the generic description on the model card (a family's `card_info()` may replace it).
     """
     name: str
-    input: str
-    dtype: tf.DType
-    per_example: str
+    inputs: tuple
     outputs: tuple
     method: str
     text: str
@@ -58,17 +72,23 @@ class Signature:
 
 #: the contract, by name, in the order exports list them.
 SIGNATURES = {s.name: s for s in [
-    Signature("encode", "x", tf.float32, "input_shape", ("mean", "stddev", "z"), "encode_outputs",
-              "x [batch, *input_shape] float32 -> mean, stddev, z [batch, *latent_shape]"),
-    Signature("decode", "z", tf.float32, "latent_shape", ("x",), "decode_outputs",
+    Signature("encode", (X, SEED), ("mean", "stddev", "z"), "encode_outputs",
+              "x [batch, *input_shape] float32, seed [batch] int64 -> mean, stddev, z [batch, "
+              "*latent_shape] (z: a posterior sample drawn from the seed)"),
+    Signature("decode", (Z,), ("x",), "decode_outputs",
               "z [batch, *latent_shape] float32 -> x [batch, *input_shape] (likelihood mean)"),
-    Signature("sample", "seed", tf.int64, "scalar", ("z", "x"), "sample_outputs",
+    Signature("sample", (SEED,), ("z", "x"), "sample_outputs",
               "seed [batch] int64 -> z, x (one sample per seed, deterministic)"),
-    Signature("reconstruct", "x", tf.float32, "input_shape", ("x",), "reconstruct_outputs",
+    Signature("reconstruct", (X,), ("x",), "reconstruct_outputs",
               "x [batch, *input_shape] float32 -> x (reconstruction); serving_default"),
-    Signature("score", "x", tf.float32, "input_shape", ("loss",), "score_outputs",
-              "x [batch, *input_shape] float32 -> per-example loss terms in nats "
-              "(one posterior sample for VAEs)"),
+    Signature("score", (X, SEED), ("loss",), "score_outputs",
+              "x [batch, *input_shape] float32, seed [batch] int64 -> per-example loss terms "
+              "in nats (for VAEs of one posterior sample, drawn from the seed)"),
+    Signature("log_likelihood", (X, SEED, K), ("log_likelihood",), "log_likelihood_outputs",
+              "x [batch, *input_shape] float32, seed [batch] int64, k [batch] int64 -> "
+              "log_likelihood [batch] in nats: for VAEs the importance-sampled log p(x) with k "
+              "samples drawn from the seed (Burda et al. 2015); for autoencoders, which have "
+              "no likelihood of x, log p(x | its reconstruction)"),
 ]}
 
 #: other names of a signature in an export.
@@ -78,7 +98,7 @@ ALIASES = {DEFAULT_SIGNATURE: "reconstruct"}
 def names():
     """Every signature name of an export, aliases included.
 
-        names()   # ("encode", "decode", "sample", "reconstruct", "score", "serving_default")
+        names()   # ("encode", ..., "log_likelihood", "serving_default")
     """
     return (*SIGNATURES, *ALIASES)
 
@@ -95,13 +115,10 @@ def get(name):
     return record
 
 
-def input_name(name):
-    """The name of the single input of signature `name` ("x", "z", "seed"); None for a signature
-    that is not part of the contract.
-
-        input_name("sample")   # "seed"
-    """
-    return get(name).input if name in names() else None
+def input_names(name):
+    """The names of the inputs of signature `name`, e.g. ("x", "seed"); None for a signature
+    that is not part of the contract."""
+    return tuple(i.name for i in get(name).inputs) if name in names() else None
 
 
 def lone_output(name):
@@ -118,15 +135,15 @@ def lone_output(name):
     return get(name).outputs[0]
 
 
-def input_spec(signature, model_input_shape, latent_shape):
-    """The batch-major TensorSpec of a signature's input for a model with these shapes.
+def input_specs(signature, model_input_shape, latent_shape):
+    """The batch-major TensorSpecs of a signature's inputs for a model with these shapes.
 
-        input_spec("decode", (8, 8, 1), (2,))   # TensorSpec([None, 2], tf.float32, name="z")
+        input_specs("decode", (8, 8, 1), (2,))   # [TensorSpec([None, 2], tf.float32, name="z")]
     """
-    record = get(signature)
     per_example = {"input_shape": tuple(model_input_shape), "latent_shape": tuple(latent_shape),
-                   "scalar": ()}[record.per_example]
-    return tf.TensorSpec([None, *per_example], record.dtype, name=record.input)
+                   "scalar": ()}
+    return [tf.TensorSpec([None, *per_example[i.per_example]], i.dtype, name=i.name)
+            for i in get(signature).inputs]
 
 
 def card_texts():
@@ -148,6 +165,25 @@ def sample_seeds(value):
     return value
 
 
+def row_values(value, x, default):
+    """A per-row input (seed, k) for a batch x: `default(n)` when value is None, a single
+    integer repeated for every row, or the given values as they are (for the signature's own
+    check).
+
+        row_values(None, images, np.arange)      # seeds 0, 1, ..., n - 1
+        row_values(5000, images, np.arange)      # k = 5000 for every row
+    """
+    try:
+        rows = len(validation.as_array(x))
+    except TypeError:  # a scalar or no array at all: the signature's check says what is wrong
+        return value
+    if value is None:
+        return default(rows)
+    if np.ndim(value) == 0 and validation.is_int(value):
+        return np.full(rows, int(value), np.int64)
+    return value
+
+
 def signature_defs(export_dir):
     """The SignatureDefs of the `serve` MetaGraph of a SavedModel (what TF Serving sees), by name,
     read from saved_model.pb without loading any function.
@@ -166,36 +202,51 @@ def signature_defs(export_dir):
 
 
 class SignatureMethods:
-    """`encode`, `decode`, `sample`, `reconstruct` and `score` on top of `_run_signature(name,
-    value)`, which a subclass defines: `tfvae.load`'s models and the serving clients share them.
+    """`encode`, `decode`, `sample`, `reconstruct`, `score` and `log_likelihood` on top of
+    `_run_signature(name, inputs)`, which a subclass defines (inputs: a dict by input name):
+    `tfvae.load`'s models and the serving clients share them.
 
         class Echo(SignatureMethods):
-            def _run_signature(self, name, value):
-                return {"name": name, "value": value}
+            def _run_signature(self, name, inputs):
+                return {"name": name, **inputs}
 
-        Echo().sample(2)   # {"name": "sample", "value": array([0, 1])}
+        Echo().sample(2)   # {"name": "sample", "seed": array([0, 1])}
+
+    A draw's seeds default to the rows' indices 0, 1, ...: the same batch gets the same draws.
     """
 
-    def encode(self, x):
-        """`mean`, `stddev` and `z` (one posterior sample) for a batch of inputs."""
-        return self._run_signature("encode", x)
+    def encode(self, x, seed=None):
+        """`mean`, `stddev` and `z` (a posterior sample, drawn from each row's seed)."""
+        return self._run_signature("encode", {"x": x, "seed": row_values(seed, x, _indices)})
 
     def decode(self, z):
         """`x`, the likelihood's mean, for a batch of codes."""
-        return self._run_signature("decode", z)
+        return self._run_signature("decode", {"z": z})
 
     def sample(self, seeds):
         """`z` and `x`, one sample per integer seed (an int n gives seeds 0..n-1)."""
-        return self._run_signature("sample", sample_seeds(seeds))
+        return self._run_signature("sample", {"seed": sample_seeds(seeds)})
 
     def reconstruct(self, x):
         """`x`, the reconstruction of a batch of inputs."""
-        return self._run_signature("reconstruct", x)
+        return self._run_signature("reconstruct", {"x": x})
 
-    def score(self, x):
-        """The model's per-example terms (`loss`, and for VAEs `elbo`, `kl`, ...) in nats."""
-        return self._run_signature("score", x)
+    def score(self, x, seed=None):
+        """The model's per-example terms (`loss`, and for VAEs `elbo`, `kl`, ... of one
+        posterior sample, drawn from each row's seed) in nats."""
+        return self._run_signature("score", {"x": x, "seed": row_values(seed, x, _indices)})
 
-    def _run_signature(self, name, value):
-        """Run signature `name` on one input `value`; a dict of numpy arrays."""
+    def log_likelihood(self, x, k=5000, seed=None):
+        """`log_likelihood` per example in nats: for VAEs importance-sampled with k samples
+        drawn from each row's seed (k: one integer or one per row)."""
+        return self._run_signature("log_likelihood", {
+            "x": x, "seed": row_values(seed, x, _indices),
+            "k": row_values(5000 if k is None else k, x, _indices)})
+
+    def _run_signature(self, name, inputs):
+        """Run signature `name` on `inputs` (a dict by input name); a dict of numpy arrays."""
         raise NotImplementedError
+
+
+def _indices(rows):
+    return np.arange(rows, dtype=np.int64)

@@ -254,6 +254,13 @@ def conform(value, shape, dtype, where, name):
     return cast
 
 
+def check_same_rows(arrays, where):
+    """Inputs given together, {name: array}, must have as many rows (their first axis)."""
+    rows = {name: len(array) for name, array in arrays.items() if np.ndim(array)}
+    if len(set(rows.values())) > 1:
+        raise ValueError(f"{where}: every input needs the same batch size; got {rows}")
+
+
 def non_finite_variables(variables):
     """The names of the variables (or arrays with a `name`) holding a NaN or an infinity."""
     return [v.name for v in variables if not np.all(np.isfinite(as_array(v)))]

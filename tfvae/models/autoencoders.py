@@ -126,7 +126,7 @@ class AE(LatentVariableModel):
             loss += getattr(self, f"{name}_weight") * penalties[name]
         return {"loss": loss, "reconstruction": reconstruction, **penalties, "mse": mse}
 
-    def encode_outputs(self, x):
+    def encode_outputs(self, x, seeds):
         code = self.code(x)
         return {"code": code, "mean": code, "stddev": tf.zeros_like(code), "z": code}
 
@@ -172,9 +172,13 @@ class AE(LatentVariableModel):
         return {"sampling": f"{how}, decoded to the likelihood's mean; one draw per seed",
                 "latent_density": {"kind": kind, "components": density.components},
                 "signatures": {
-                    "encode": "x [batch, *input_shape] float32 -> code [batch, latent_dim], the "
+                    "encode": "x [batch, *input_shape] float32, seed [batch] int64 (unused: "
+                              "nothing is drawn) -> code [batch, latent_dim], the "
                               "deterministic code; mean and z repeat it and stddev is zeros, "
                               "so that clients of a VAE's encode work unchanged",
+                    "log_likelihood": "x, seed (unused), k (unused) -> log_likelihood "
+                                      "[batch], log p(x | its reconstruction) in nats: an "
+                                      "autoencoder has no likelihood of x itself",
                     "sample": f"seed [batch] int64 -> z, a code drawn from the fitted density "
                               f"({kind}), and x, its decoding; deterministic per seed"}}
 

@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from tfvae import compat, layers, networks, objectives, progress, speed, validation
+from tfvae import compat, layers, networks, objectives, progress, randomness, speed, validation
 
 
 def inputs_of(data):
@@ -175,8 +175,10 @@ class LatentVariableModel(tf_keras.Model):
         raise NotImplementedError
 
     def sample_latent(self, seeds):
-        """One code per int64 seed from the prior N(0, I), deterministic for a seed."""
-        return layers.stateless_normal_per_seed(seeds, self.latent_shape)
+        """One code per int64 seed from the prior N(0, I), deterministic for a seed (drawn with
+        tfvae.randomness, as every runtime draws it)."""
+        size = int(np.prod(self.latent_shape))
+        return tf.reshape(randomness.normal(seeds, size), [-1, *self.latent_shape])
 
     # ---- shared model pieces ---------------------------------------------------------------
     def features(self, x, training=False):
@@ -337,10 +339,14 @@ class LatentVariableModel(tf_keras.Model):
 
     # ---- tensor functions behind the export's signatures ----------------------------------
     # Plain TensorFlow in, dicts of batch-major tensors out: tfvae.exporting wraps them in
-    # tf.functions with fixed input signatures; nothing here knows about SavedModels.
-    def encode_outputs(self, x):
+    # tf.functions with fixed input signatures (tfvae.signatures); nothing here knows about
+    # SavedModels. Whatever they draw, they draw from the seeds with tfvae.randomness.
+    def encode_outputs(self, x, seeds):
         q = self.encode(x)
-        return {"mean": q.mean(), "stddev": q.stddev(), "z": tf.convert_to_tensor(q)}
+        mean, stddev = q.mean(), q.stddev()
+        eps = tf.reshape(randomness.normal(seeds, int(np.prod(self.latent_shape))),
+                         tf.shape(mean))
+        return {"mean": mean, "stddev": stddev, "z": mean + stddev * eps}
 
     def decode_outputs(self, z):
         return {"x": self.decode(z).mean()}
@@ -348,13 +354,17 @@ class LatentVariableModel(tf_keras.Model):
     def reconstruct_outputs(self, x):
         return {"x": self(x)}
 
-    def score_outputs(self, x):
+    def score_outputs(self, x, seeds):
         """The per-example terms of `compute_terms` in evaluation mode (e.g. the ELBO)."""
         return self.compute_terms(x, training=False)
 
     def sample_outputs(self, seeds):
         z = self.sample_latent(seeds)
         return {"z": z, "x": self.decode(z).mean()}
+
+    def log_likelihood_outputs(self, x, seeds, k):
+        """A model without a likelihood of x (an autoencoder): log p(x | its reconstruction)."""
+        return {"log_likelihood": -self.compute_terms(x, training=False)["reconstruction"]}
 
     # ---- conveniences for notebooks ---------------------------------------------------------
     def generate(self, num=None, seeds=None):
@@ -416,10 +426,16 @@ class VariationalModel(LatentVariableModel):
             functools.partial(self._log_weights_in_xla), reduce_retracing=True)
 
     # ---- what a VAE family defines ----------------------------------------------------------
-    def draw(self, features, training=False):
+    def draw(self, features, training=False, noise=None):
         """One reparameterized draw of every latent per row of `features` (the output of
-        `features(x)`, or its rows repeated): an `objectives.Draw`."""
+        `features(x)`, or its rows repeated): an `objectives.Draw`. `noise` [rows, noise_size]
+        is the standard normal noise of the draw; None draws it with TensorFlow's random ops."""
         raise NotImplementedError
+
+    @property
+    def noise_size(self):
+        """The standard normal numbers one draw of every latent takes."""
+        return int(np.prod(self.latent_shape))
 
     def latent_means(self, x):
         """Per stochastic layer, the posterior means E_q[z_l] of a batch, [batch, d_l]: the
@@ -441,9 +457,11 @@ class VariationalModel(LatentVariableModel):
         return names + (("bits_per_dim",) if self.likelihood == "discretized_logistic" else ())
 
     # ---- the objective -----------------------------------------------------------------------
-    def compute_terms(self, x, training=False):
-        """The terms of one draw z ~ q(z|x) per example (objectives.elbo_terms), and the loss."""
-        draw = self.draw(self.features(x, training=training), training=training)
+    def compute_terms(self, x, training=False, seeds=None):
+        """The terms of one draw z ~ q(z|x) per example (objectives.elbo_terms), and the loss;
+        with int64 `seeds` [batch] the draws come from them (tfvae.randomness)."""
+        noise = None if seeds is None else randomness.normal(seeds, self.noise_size)
+        draw = self.draw(self.features(x, training=training), training=training, noise=noise)
         log_px = draw.p_x.log_prob(x)
         terms = objectives.elbo_terms(log_px, draw.kls)
         if self.likelihood == "discretized_logistic":  # a probability mass: a code length
@@ -451,7 +469,8 @@ class VariationalModel(LatentVariableModel):
                                                             int(np.prod(self._data_shape)))
         weight = self._objective_kl_weight(training)
         if self.iwae_samples > 1:
-            log_px, log_ratio = self._draws(x, self.iwae_samples, training)
+            log_px, log_ratio = self._draws(x, self.iwae_samples, training, seeds,
+                                            start=self.noise_size)
             terms["loss"] = objectives.iwae_loss(log_px, log_ratio, weight)
         else:
             terms["loss"] = objectives.elbo_loss(log_px, draw.kls, weight, self.free_bits)
@@ -465,15 +484,56 @@ class VariationalModel(LatentVariableModel):
             weight *= tf.minimum(1.0, step / self.kl_warmup_steps)
         return weight
 
-    def _draws(self, x, k, training=False):
+    def _draws(self, x, k, training=False, seeds=None, start=0, features=None):
         """log p(x|z_i) and log p(z_i) - log q(z_i|x), each [k, batch], for k draws per example:
         the features are computed once and repeated (row i * batch + j holds draw i of example
-        j), and x is read once (layers.log_prob_of_copies)."""
+        j), and x is read once (layers.log_prob_of_copies). With int64 `seeds` [batch], draw i
+        of an example takes numbers start + i * noise_size ... of its seed's stream."""
+        if features is None:
+            features = self.features(x, training=training)
+        noise = None
+        if seeds is not None:
+            size = self.noise_size
+            noise = tf.reshape(randomness.normal(seeds, k * size, start=start), [-1, k, size])
+            noise = tf.reshape(tf.transpose(noise, [1, 0, 2]), [-1, size])
         draw = self.draw(tf.nest.map_structure(
-            lambda t: tf.tile(t, [k] + [1] * (t.shape.rank - 1)),
-            self.features(x, training=training)), training=training)
+            lambda t: tf.tile(t, [k] + [1] * (t.shape.rank - 1)), features),
+            training=training, noise=noise)
         log_px = layers.log_prob_of_copies(draw.p_x, x, k)
         return tf.reshape(log_px, [k, -1]), tf.reshape(draw.log_ratio, [k, -1])
+
+    # ---- the export's draws from seeds ----------------------------------------------------
+    def score_outputs(self, x, seeds):
+        return self.compute_terms(x, training=False, seeds=seeds)
+
+    #: draws per pass of the export's log_likelihood: bounds its memory whatever k is
+    EXPORT_CHUNK = 100
+
+    def log_likelihood_outputs(self, x, seeds, k):
+        """The importance-sampled log p(x) with k[j] draws for example j, drawn from its seed:
+        numbers i * noise_size ... of the seed's stream make draw i, so the estimate of an
+        example depends on its seed and k alone. In passes of EXPORT_CHUNK draws, masking the
+        draws past an example's k."""
+        k = tf.maximum(k, 1)
+        chunk, floor = self.EXPORT_CHUNK, tf.constant(-1e30)   # floor: a finite -inf
+        features = self.features(x)
+        most = tf.reduce_max(k)
+
+        def one_pass(i, total):
+            start = i * chunk
+            log_px, log_ratio = self._draws(x, chunk, seeds=seeds, start=start * self.noise_size,
+                                            features=features)
+            weights = tf.where((start + tf.range(chunk, dtype=tf.int64))[:, None] < k[None, :],
+                               log_px + log_ratio, floor)
+            peak = tf.maximum(tf.reduce_max(weights, axis=0), total)
+            total = peak + tf.math.log(tf.reduce_sum(tf.exp(weights - peak), axis=0)
+                                       + tf.exp(total - peak))
+            return i + 1, total
+
+        # No integer division: LiteRT has none for int64.
+        _, total = tf.while_loop(lambda i, total: i * chunk < most, one_pass,
+                                 [tf.constant(0, tf.int64), tf.fill(tf.shape(k), floor)])
+        return {"log_likelihood": total - tf.math.log(tf.cast(k, tf.float32))}
 
     # ---- evaluation ------------------------------------------------------------------------
     def log_weights(self, x, num_samples, training=False):

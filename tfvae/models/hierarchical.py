@@ -16,7 +16,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras
 
-from tfvae import layers, networks, objectives, validation
+from tfvae import layers, networks, objectives, randomness, validation
 from tfvae.models.base import VariationalModel, check_shape_arg
 from tfvae.models.registry import register
 
@@ -159,9 +159,27 @@ class HierarchyBase(VariationalModel):
     def _top_prior(self):
         return layers.standard_normal((self.latent_dims[-1],))
 
+    @property
+    def noise_size(self):
+        """One standard normal number per latent unit of every layer, z_1's first."""
+        return sum(self.latent_dims)
+
+    def _noise_of_layer(self, noise, i):
+        """Layer i's columns (0 = z_1) of a draw's noise, or None to draw with TensorFlow."""
+        if noise is None:
+            return None
+        start = sum(self.latent_dims[:i])
+        return noise[:, start:start + self.latent_dims[i]]
+
+    @staticmethod
+    def _sample(q, noise):
+        """q's reparameterized sample: with the given standard normal noise, or TFP's own."""
+        return q.sample() if noise is None else q.mean() + q.stddev() * noise
+
     # ---- one draw of the chain ----------------------------------------------------------------
-    def draw(self, features, training=False):
-        qs, zs, ps = self._infer(features, sample=True, training=training)  # z_l ~ q, p(z_l|z_l+1)
+    def draw(self, features, training=False, noise=None):
+        qs, zs, ps = self._infer(features, sample=True, training=training,  # z_l ~ q,
+                                 noise=noise)                                # p(z_l | z_l+1)
         kls, log_ratio = [], 0.0
         for l, (q, z, p) in enumerate(zip(qs, zs, ps), start=1):
             if l == self.num_layers or self.lower_kl_in_closed_form:
@@ -190,23 +208,25 @@ class HierarchyBase(VariationalModel):
     # ---- sampling ------------------------------------------------------------------------------
     def ancestral_sample(self, seeds, training=False):
         """[z_1, ..., z_L] drawn top-down, z_L ~ N(0, I) then z_l ~ p(z_l | z_l+1), one per
-        seed; layer l uses the stateless stream (seed, L - l)."""
+        seed; the noise of z_1, ..., z_L is numbers 0, 1, ... of the seed's stream, in that
+        order (tfvae.randomness)."""
+        noise = randomness.normal(seeds, self.noise_size)
         top = self.num_layers - 1
-        zs = [layers.stateless_normal_per_seed(seeds, (self.latent_dims[top],), 0)]
+        zs = [self._noise_of_layer(noise, top)]
         for i in reversed(range(top)):
             p = self.prior_heads[i](self._prior_params(i, zs[0], training=training))
-            eps = layers.stateless_normal_per_seed(seeds, (self.latent_dims[i],), top - i)
-            zs.insert(0, p.mean() + p.stddev() * eps)
+            zs.insert(0, self._sample(p, self._noise_of_layer(noise, i)))
         return zs
 
     def sample_latent(self, seeds):
         return self.ancestral_sample(seeds)[0]
 
     # ---- serving ---------------------------------------------------------------------------------
-    def encode_outputs(self, x):
+    def encode_outputs(self, x, seeds):
         features = self.features(x)
         qs, _, _ = self._infer(features, sample=False)
-        _, zs, _ = self._infer(features, sample=True)
+        _, zs, _ = self._infer(features, sample=True,
+                               noise=randomness.normal(seeds, self.noise_size))
         out = {"mean": qs[0].mean(), "stddev": qs[0].stddev(), "z": zs[0]}
         for l, (q, z) in enumerate(zip(qs, zs), start=1):
             out.update({f"mean_{l}": q.mean(), f"stddev_{l}": q.stddev(), f"z_{l}": z})
@@ -221,11 +241,11 @@ class HierarchyBase(VariationalModel):
     def card_info(self):
         layers_text = ", ".join(f"z_{l} [{d}]" for l, d in enumerate(self.latent_dims, start=1))
         return {"latent_layers": list(self.latent_dims), "signatures": {
-            "encode": (f"x [batch, *input_shape] float32 -> for every layer l = 1.."
-                       f"{self.num_layers} ({layers_text}): mean_l, stddev_l, the posterior's "
-                       f"parameters along the mean path (each layer's parents set to their "
-                       f"posterior means), and z_l, one joint sample of the whole posterior; "
-                       f"mean, stddev, z repeat layer 1"),
+            "encode": (f"x [batch, *input_shape] float32, seed [batch] int64 -> for every "
+                       f"layer l = 1..{self.num_layers} ({layers_text}): mean_l, stddev_l, the "
+                       f"posterior's parameters along the mean path (each layer's parents set "
+                       f"to their posterior means), and z_l, one joint sample of the whole "
+                       f"posterior drawn from the seed; mean, stddev, z repeat layer 1"),
             "decode": "z [batch, latent_shape] float32 (z_1, the layer next to x) -> x, the "
                       "likelihood's mean",
             "sample": (f"seed [batch] int64 -> z_1..z_{self.num_layers} drawn top-down from the "
@@ -298,7 +318,7 @@ class HierarchicalVAE(HierarchyBase):
                                for i in range(1, len(dims))]
         self.build_weights()
 
-    def _infer(self, features, sample=True, training=False):
+    def _infer(self, features, sample=True, training=False, noise=None):
         qs, zs = [], []
         params = features
         for i in range(self.num_layers):
@@ -306,7 +326,7 @@ class HierarchicalVAE(HierarchyBase):
                 params = self.inference_nets[i - 1](zs[-1], training=training)
             q = self.posterior_heads[i](params)
             qs.append(q)
-            zs.append(q.sample() if sample else q.mean())
+            zs.append(self._sample(q, self._noise_of_layer(noise, i)) if sample else q.mean())
         ps = [self.prior_heads[i](self._prior_params(i, zs[i + 1], training=training))
               for i in range(self.num_layers - 1)] + [self._top_prior()]
         return qs, zs, ps
@@ -403,13 +423,15 @@ class LadderVAE(HierarchyBase):
             estimates.append(head(h))
         return estimates
 
-    def _infer(self, features, sample=True, training=False):
+    def _infer(self, features, sample=True, training=False, noise=None):
+        top = self.num_layers - 1
         q = self.top_posterior(features[-1])
-        qs, zs, ps = [q], [q.sample() if sample else q.mean()], [self._top_prior()]
-        for i in reversed(range(self.num_layers - 1)):
+        qs, ps = [q], [self._top_prior()]
+        zs = [self._sample(q, self._noise_of_layer(noise, top)) if sample else q.mean()]
+        for i in reversed(range(top)):
             prior_params = self._prior_params(i, zs[0], training=training)
             q = self.posterior_heads[i](tf.concat([features[i], prior_params], axis=-1))
             qs.insert(0, q)
-            zs.insert(0, q.sample() if sample else q.mean())
+            zs.insert(0, self._sample(q, self._noise_of_layer(noise, i)) if sample else q.mean())
             ps.insert(0, self.prior_heads[i](prior_params))
         return qs, zs, ps

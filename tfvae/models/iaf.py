@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from tfvae import layers, networks, objectives, validation
+from tfvae import layers, networks, objectives, randomness, validation
 from tfvae.models.base import VariationalModel
 from tfvae.models.registry import register
 
@@ -188,8 +188,9 @@ class IAFVAE(VariationalModel):
             log_q -= tf.reduce_sum(log_gate, axis=-1)
         return z, log_q
 
-    def draw(self, features, training=False):
-        eps = tf.random.normal([tf.shape(features)[0], self.latent_dim])
+    def draw(self, features, training=False, noise=None):
+        eps = tf.random.normal([tf.shape(features)[0], self.latent_dim]) if noise is None \
+            else noise
         z, log_q = self.flow(features, eps)              # z = z_T, and log q(z_T|x) exactly
         log_ratio = self.prior().log_prob(z) - log_q     # log p(z) - log q(z|x)
         return objectives.Draw(p_x=self.decode(z, training=training),   # p(x|z)
@@ -208,19 +209,20 @@ class IAFVAE(VariationalModel):
         samples = [self.flow(features, tf.random.normal(shape))[0] for _ in range(num_samples)]
         return [tf.add_n(samples) / num_samples]
 
-    def encode_outputs(self, x):
+    def encode_outputs(self, x, seeds):
         features = self.features(x)
         q0, _ = self._split(features)
-        eps = tf.random.normal([tf.shape(features)[0], self.latent_dim])
+        eps = randomness.normal(seeds, self.latent_dim)
         return {"mean": q0.mean(), "stddev": q0.stddev(), "z": self.flow(features, eps)[0],
                 "code": self.flow(features, tf.zeros_like(eps))[0]}
 
     def card_info(self):
         return {"signatures": {
-            "encode": ("x [batch, *input_shape] float32 -> mean, stddev: the base Gaussian "
-                       "q_0(z_0|x) before the flow; z: one sample of the flowed posterior "
-                       f"q(z|x) ({self.flow_steps} IAF steps, not Gaussian); code: the flow "
-                       "applied to the base mean, the deterministic code reconstruct decodes"),
+            "encode": ("x [batch, *input_shape] float32, seed [batch] int64 -> mean, stddev: "
+                       "the base Gaussian q_0(z_0|x) before the flow; z: one sample of the "
+                       f"flowed posterior q(z|x) ({self.flow_steps} IAF steps, not Gaussian), "
+                       "drawn from the seed; code: the flow applied to the base mean, the "
+                       "deterministic code reconstruct decodes"),
             "decode": "z [batch, latent_dim] float32 -> x, the likelihood's mean",
             "sample": "seed [batch] int64 -> z ~ N(0, I), x the likelihood's mean; "
                       "deterministic per seed",

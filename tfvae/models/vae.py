@@ -88,9 +88,10 @@ class VAE(VariationalModel):
         """q(z|x) = N(mu(x), sigma(x)^2)."""
         return self.posterior(self.features(x, training=training))
 
-    def draw(self, features, training=False):
+    def draw(self, features, training=False, noise=None):
         q = self.posterior(features)                       # q(z|x)
-        z = tf.convert_to_tensor(q)                        # mu + sigma * eps, reparameterized
+        z = (tf.convert_to_tensor(q) if noise is None      # mu + sigma * eps, reparameterized
+             else q.mean() + q.stddev() * noise)
         prior = self.prior()                               # p(z) = N(0, I)
         return objectives.Draw(p_x=self.decode(z, training=training),          # p(x|z)
                                kls=(objectives.kl_divergence(q, prior, z),),  # closed form
