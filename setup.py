@@ -38,8 +38,13 @@ setup(
         # also write TensorBoard logs through a Keras 3 TensorBoard callback (tensorboard), and
         # run in two processes (pytest-xdist, pytest.ini).
         "serving": ["tensorflow-serving-api>=2.18,<2.22", "grpcio>=1.24.3,<2"],
+        # Export to and run the other formats (tfvae.formats, tfvae.runtimes): LiteRT's converter
+        # ships with TensorFlow, its interpreter does not; ONNX needs the converter and the runtime.
+        "litert": ["ai-edge-litert>=2"],
+        "onnx": ["onnxruntime>=1.20", "tf2onnx>=1.17"],
         "test": ["pytest", "pytest-xdist", "hypothesis>=6.100", "nbclient", "ipykernel",
-                 "tensorboard", "tensorflow-serving-api>=2.18,<2.22", "grpcio>=1.24.3,<2"],
+                 "tensorboard", "tensorflow-serving-api>=2.18,<2.22", "grpcio>=1.24.3,<2",
+                 "ai-edge-litert>=2", "onnxruntime>=1.20", "tf2onnx>=1.17"],
     },
     entry_points={"console_scripts": ["tfvae=tfvae.cli:main"]},
 )

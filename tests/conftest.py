@@ -68,28 +68,42 @@ def clone(tmp_path_factory):
     return saved
 
 
-@pytest.fixture(scope="session")
-def tf_only():
-    """`run(export_dir, cases_file, out_file)`: an export's signatures run in one process, kept
-    for the session, where tfvae, TFP and tf_keras cannot be imported (tests/tf_only.py)."""
+def _worker(mode):
+    """A process running `tests/signature_worker.py MODE --serve` for the session, and
+    `run(export_dir, cases_file, out_file)`, which has it run an export's signatures."""
     import subprocess
     import sys
 
-    worker = subprocess.Popen([sys.executable, str(Path(__file__).parent / "tf_only.py"),
-                               "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    worker = subprocess.Popen(
+        [sys.executable, str(Path(__file__).parent / "signature_worker.py"), mode, "--serve"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def run(export_dir, cases_file, out_file):
         worker.stdin.write(f"{export_dir}\t{cases_file}\t{out_file}\n")
         worker.stdin.flush()
         answer = worker.stdout.readline().strip()
         if not answer:  # the worker died (e.g. a blocked import): its stderr says why
-            raise AssertionError(f"the TensorFlow-only worker ended: {worker.stderr.read()[-3000:]}")
+            raise AssertionError(f"the {mode} worker ended: {worker.stderr.read()[-3000:]}")
         assert answer == "ok", answer
 
     yield run
     worker.stdin.close()
     worker.wait(timeout=60)
+
+
+@pytest.fixture(scope="session")
+def tf_only():
+    """`run(export_dir, cases_file, out_file)`: an export's signatures run in one process, kept
+    for the session, where tfvae, TFP and tf_keras cannot be imported (as in TF Serving)."""
+    yield from _worker("tensorflow")
+
+
+@pytest.fixture(scope="session")
+def runtimes_only():
+    """`run(export_dir, cases_file, out_file)`: a LiteRT or ONNX export's signatures run by
+    tfvae.load in one process, kept for the session, where TensorFlow, TFP and tf_keras cannot
+    be imported."""
+    yield from _worker("runtimes")
 
 
 @pytest.fixture(scope="session")

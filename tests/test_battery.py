@@ -201,31 +201,38 @@ def test_weights_and_keras_file_reload_to_equal_outputs(trained, data, tmp_path)
     np.testing.assert_allclose(reloaded(data), model(data), rtol=1e-6, atol=1e-6)
 
 
+def signature_cases(model, data):
+    """{"<signature>__<input>": array}: a batch for every signature and alias, draws from
+    given seeds (a seed per row of x; k over a pass of 100 draws for one row)."""
+    x = data[:4]
+    rows = np.array([3, 1, 4, 1], np.int64)
+    z = np.random.default_rng(0).normal(size=(4, *model.latent_shape)).astype(np.float32)
+    return dict(encode__x=x, encode__seed=rows, decode__z=z,
+                sample__seed=np.array([0, 1, 7], np.int64), reconstruct__x=x,
+                serving_default__x=x, score__x=x, score__seed=rows, log_likelihood__x=x,
+                log_likelihood__seed=rows, log_likelihood__k=np.array([1, 5, 130, 2], np.int64))
+
+
+def by_signature(cases):
+    """{signature: {input: array}} of signature_cases' keys."""
+    grouped = {}
+    for key, value in cases.items():
+        signature, name = key.split("__")
+        grouped.setdefault(signature, {})[name] = value
+    return grouped
+
+
 def test_export_runs_with_tensorflow_alone(case, trained, data, tmp_path, tf_only):
     model = trained
     path = tfvae.export(model, tmp_path / "exports" / "m", data="digits", metrics={"loss": 1.0})
     assert path == tmp_path / "exports" / "m" / "1"
-    x = data[:4]
-    seeds = np.array([0, 1, 7], np.int64)
-    rows = np.array([3, 1, 4, 1], np.int64)          # a seed per row of x
-    k = np.array([1, 5, 130, 2], np.int64)           # over a pass of 100 draws for one row
-    z = np.random.default_rng(0).normal(size=(4, *model.latent_shape)).astype(np.float32)
-    np.savez(tmp_path / "cases.npz", encode__x=x, encode__seed=rows, decode__z=z,
-             sample__seed=seeds, reconstruct__x=x, serving_default__x=x, score__x=x,
-             score__seed=rows, log_likelihood__x=x, log_likelihood__seed=rows,
-             log_likelihood__k=k)
+    cases = signature_cases(model, data)
+    np.savez(tmp_path / "cases.npz", **cases)
     tf_only(path, tmp_path / "cases.npz", tmp_path / "out.npz")
-    x, rows = tf.constant(x), tf.constant(rows)
     # Every output, draws included: they come from the seeds, the same in any runtime.
-    expected = {
-        "encode": model.encode_outputs(x, rows),
-        "decode": model.decode_outputs(tf.constant(z)),
-        "sample": model.sample_outputs(tf.constant(seeds)),
-        "reconstruct": model.reconstruct_outputs(x),
-        "serving_default": model.reconstruct_outputs(x),
-        "score": model.score_outputs(x, rows),
-        "log_likelihood": model.log_likelihood_outputs(x, rows, tf.constant(k)),
-    }
+    expected = {signature: getattr(model, tfvae.signatures.get(signature).method)(
+        *[tf.constant(inputs[i]) for i in tfvae.signatures.input_names(signature)])
+        for signature, inputs in by_signature(cases).items()}
     with np.load(tmp_path / "out.npz") as out:
         for signature, outputs in expected.items():
             for key, value in outputs.items():
@@ -240,4 +247,58 @@ def test_export_runs_with_tensorflow_alone(case, trained, data, tmp_path, tf_onl
     assert loaded.card["config"] == json.loads(json.dumps(model.get_config()))
     # ... and the export comes back as the same trainable model.
     again = tfvae.models.from_pretrained(path)
+    x = data[:4]
     np.testing.assert_allclose(again(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+def converts_in_the_battery(case):
+    """Whether the LiteRT and ONNX check runs on a case: every family, and one case of each
+    other likelihood and network (converting costs seconds a case; the other variants only
+    change numbers inside layers these cover)."""
+    name, make, shape = case
+    config = make()
+    return (case in CASES[:len(tfvae.models.names())]
+            or config.get("likelihood") in ("gaussian", "discretized_logistic")
+            and "likelihood_scale" not in config and config.get("network") != "resnet"
+            and "encoder" not in config
+            or config.get("network") == "resnet"
+            or "encoder" in config and name == "vae")
+
+
+@pytest.mark.parametrize("format", ["litert", "onnx"])
+def test_litert_and_onnx_give_the_saved_models_outputs_without_tensorflow(
+        case, data, tmp_path, runtimes_only, format, request):
+    """Every signature of a LiteRT or ONNX export, run by its runtime in a process that cannot
+    import TensorFlow, gives the SavedModel's outputs for the same inputs, draws included.
+    Tolerance: float32 rounding of sums in another order, measured at most 2e-6 relative on
+    the battery's models; 1e-5 relative (1e-5 absolute near zero) leaves room."""
+    if not converts_in_the_battery(case):
+        pytest.skip("converted for every family and one case per likelihood and network")
+    trained = request.getfixturevalue("trained")
+    saved = tfvae.export(trained, tmp_path / "saved_model" / "m")
+    converted = tfvae.export(trained, tmp_path / format / "m", format=format)
+    assert tfvae.formats.format_of(converted) == format
+    cases = signature_cases(trained, data)
+    reference = tfvae.load(saved)
+    left_out = set(trained.tensorflow_only_signatures)
+    cases = {key: value for key, value in cases.items() if key.split("__")[0] not in left_out}
+    np.savez(tmp_path / "cases.npz", **cases)
+    runtimes_only(converted, tmp_path / "cases.npz", tmp_path / "out.npz")
+    with np.load(tmp_path / "out.npz") as out:
+        for signature, inputs in by_signature(cases).items():
+            expected = reference.run(signature, inputs)
+            got = {key.split("__")[1]: out[key] for key in out.files
+                   if key.startswith(signature + "__")}
+            assert set(got) == set(expected), signature
+            for key, value in expected.items():
+                np.testing.assert_allclose(got[key], value, rtol=1e-5, atol=1e-5,
+                                           err_msg=f"{format} {signature}/{key}")
+    loaded = tfvae.load(converted)
+    for signature in left_out:  # a family's TensorFlow-only signature: refused, saying why
+        with pytest.raises(KeyError, match=trained.tensorflow_only_signatures[signature][:30]):
+            loaded.run(signature, by_signature(signature_cases(trained, data))[signature])
+    card = loaded.card
+    assert card.pop("format") == format and card.pop("signatures_left_out") == \
+        trained.tensorflow_only_signatures
+    assert card.pop("exported_at") and reference.card.pop("exported_at")
+    assert card == reference.card

@@ -10,6 +10,7 @@ import pytest
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "bench"))
+import format_latency  # noqa: E402
 import likelihood_table  # noqa: E402
 import serving  # noqa: E402
 
@@ -272,3 +273,39 @@ def test_serving_ratios_pair_the_rounds_and_figures_keep_their_units():
     assert ratio == 1.0 and low < 0.97 and high > 1.03   # unpaired: the interval has width
     assert serving.figures(np.full(100, 1e-3), 256) == {"p50_ms": 1.0, "p99_ms": 1.0,
                                                         "examples_per_s": 256000.0}
+
+
+def test_format_latency_prints_one_line_with_every_signature_runtime_and_batch(tmp_path, capsys):
+    """bench/format_latency.py in this process on a tiny VAE, two rounds a cell (about 20 s, most
+    of it tf2onnx converting the six signatures): every signature at batch 1 and 256 in each
+    format, finite positive medians, and ratios that are of those medians."""
+    for module in ("ai_edge_litert", "onnxruntime", "tf2onnx"):
+        pytest.importorskip(module)
+    import tfvae
+
+    model = tfvae.models.get("vae", input_shape=(4, 4, 1), latent_dim=2, hidden_units=(8,))
+    tfvae.export(model, tmp_path / "tiny")
+    out = tmp_path / "format_latency.json"
+    format_latency.main(["--model", str(tmp_path / "tiny"), "--seconds", "0", "--rounds", "2",
+                         "--warmup", "1", "--k", "3", "--out", str(out)])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and out.read_text() == lines[0] + "\n"
+    run = json.loads(lines[0])
+    assert run["model"] == str(tmp_path / "tiny") and run["version"] == 1 and run["k"] == 3
+    assert run["family"] == "vae" and run["config"]["latent_dim"] == 2
+    signatures = {"encode", "decode", "sample", "reconstruct", "score", "log_likelihood"}
+    assert set(run["results"]) == set(run["vs_saved_model"]) == set(run["rounds"]) == signatures
+    for signature in signatures:
+        assert set(run["results"][signature]) == {"1", "256"}
+        for batch, cell in run["results"][signature].items():
+            assert run["rounds"][signature][batch] == 2
+            assert set(cell) == {"saved_model", "litert", "onnx"}
+            for figures in cell.values():
+                low, high = figures["quartiles_ms"]
+                assert 0 < low <= figures["median_ms"] <= high < np.inf
+                assert 0 <= figures["cpu_ms"] < np.inf
+            ratios = run["vs_saved_model"][signature][batch]
+            assert set(ratios) == {"litert", "onnx"}
+            for name, ratio in ratios.items():
+                expected = cell[name]["median_ms"] / cell["saved_model"]["median_ms"]
+                assert ratio == pytest.approx(expected, rel=0.01, abs=0.002)

@@ -53,7 +53,8 @@ def test_models_lists_the_registry(capsys):
     assert listed == tfvae.models.names()
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "sample", "export", "models", "serving-config"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "sample", "export", "convert", "models",
+                                     "serving-config"])
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main([command, "--help"])
@@ -448,3 +449,22 @@ def test_evaluate_flags_given_replace_the_cards(monkeypatch, flags, expected, fr
     cli._use_card_protocol(args)
     assert {k: getattr(args, k) for k in expected} == expected
     assert args.from_card is from_card
+
+
+@pytest.mark.parametrize("format", ["litert", "onnx"])
+def test_export_and_convert_commands_write_the_other_formats(tmp_path, format):
+    """`tfvae export --format` from a .keras file, `tfvae convert` from an export: both give the
+    SavedModel's outputs in the runtime of the format, and the converted card keeps the figures."""
+    pytest.importorskip("ai_edge_litert" if format == "litert" else "onnxruntime")
+    model = tfvae.models.VAE(input_shape=(8, 8, 1), latent_dim=2, hidden_units=(8,))
+    model.save(tmp_path / "m.keras")
+    saved = tfvae.export(model, tmp_path / "saved", metrics={"test_elbo": -12.5})
+    cli.main(["export", str(tmp_path / "m.keras"), str(tmp_path / "exported"), "--format", format])
+    cli.main(["convert", str(tmp_path / "saved"), str(tmp_path / "converted"), "--format", format])
+    z = np.random.default_rng(0).normal(size=(3, 2)).astype(np.float32)
+    expected = tfvae.load(saved).decode(z)["x"]
+    for folder in ("exported", "converted"):
+        loaded = tfvae.load(tmp_path / folder)
+        assert loaded.card["format"] == format
+        np.testing.assert_allclose(loaded.decode(z)["x"], expected, rtol=1e-5, atol=1e-5)
+    assert tfvae.load(tmp_path / "converted").card["metrics"] == {"test_elbo": -12.5}

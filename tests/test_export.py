@@ -128,7 +128,8 @@ def test_loader_reports_missing_and_corrupt_exports(model, tmp_path):
 
 @pytest.mark.parametrize("legacy_keras", [None, "0"])
 def test_importing_tfvae_to_load_needs_neither_tfp_nor_tf_keras(legacy_keras):
-    """tfvae.load imports neither TFP nor the models. `import tfvae` before TensorFlow sets
+    """tfvae.load and a signature's run import neither TFP nor the models. `import tfvae`
+    before TensorFlow sets
     TF_USE_LEGACY_KERAS=1 (tf.keras is then tf_keras), and TensorFlow itself loads the Keras
     that tf.keras names: with the variable at 0, nothing of tf_keras is loaded at all."""
     import os
@@ -138,7 +139,9 @@ def test_importing_tfvae_to_load_needs_neither_tfp_nor_tf_keras(legacy_keras):
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
     if legacy_keras is not None:
         env["TF_USE_LEGACY_KERAS"] = legacy_keras
-    code = ("import sys, tfvae; tfvae.load; print(sorted(m for m in ('tensorflow_probability', "
+    code = ("import sys, numpy, tfvae; model = tfvae.load('vae_mnist'); "
+            "model.decode(z=numpy.zeros((1, 50), 'float32')); "
+            "print(sorted(m for m in ('tensorflow_probability', "
             "'tf_keras', 'tfvae.models') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=300, env=env)

@@ -7,6 +7,8 @@
     tfvae sample saved_models/vae_digits --num 16 --out samples.png
     tfvae plot vae_mnist --kind latent --dataset mnist --num 2000 --out latent.png
     tfvae export model.keras saved_models/vae_digits
+    tfvae export model.keras exports/vae_digits_onnx --format onnx
+    tfvae convert vae_mnist exports/vae_mnist_litert --format litert
     tfvae serving-config saved_models/ --batching batching.config > models.config
     tfvae --verbose models          # with TensorFlow's C++ start-up logs
 
@@ -536,7 +538,14 @@ def cmd_export(args):
     from tfvae.exporting import export
 
     model = tf_keras.models.load_model(args.model_file, safe_mode=True)
-    print(json.dumps({"export": str(export(model, args.model_dir))}))
+    print(json.dumps({"export": str(export(model, args.model_dir, format=args.format))}))
+
+
+def cmd_convert(args):
+    from tfvae.exporting import convert
+
+    path = convert(args.source, args.model_dir, format=args.format, version=args.version)
+    print(json.dumps({"export": str(path)}))
 
 
 def cmd_serving_config(args):
@@ -675,10 +684,27 @@ def build_parser():
     p.add_argument("--out", default="plot.png")
     p.set_defaults(run=cmd_plot)
 
-    p = commands.add_parser("export", help="export a saved .keras model for TF Serving")
+    def format_flag(p, default):
+        from tfvae.formats import FORMATS
+
+        p.add_argument("--format", choices=FORMATS, default=default,
+                       help=f"saved_model (TF Serving), litert or onnx (pip install "
+                            f"\"tfvae[litert,onnx]\"); default: {default}")
+
+    p = commands.add_parser("export", help="export a saved .keras model for TF Serving, LiteRT "
+                                           "or ONNX Runtime")
     p.add_argument("model_file")
     p.add_argument("model_dir", help="e.g. saved_models/NAME; writes the next version inside")
+    format_flag(p, "saved_model")
     p.set_defaults(run=cmd_export)
+
+    p = commands.add_parser("convert", help="export a shipped or exported model again in "
+                                            "another format, its card kept")
+    p.add_argument("source", help="a shipped model's name (vae_mnist) or an export's folder")
+    p.add_argument("model_dir", help="e.g. exports/vae_mnist_onnx; writes the next version inside")
+    format_flag(p, "onnx")
+    p.add_argument("--version", type=int, help="the version number to write (default: the next)")
+    p.set_defaults(run=cmd_convert)
 
     p = commands.add_parser("serving-config",
                             help="print a TF Serving model_config_list for every model in a folder")

@@ -1,7 +1,9 @@
-"""Export a trained model as a SavedModel in TF Serving's `<name>/<version>/` layout.
+"""Export a trained model in TF Serving's `<name>/<version>/` layout: a SavedModel, or the
+same signatures as LiteRT or ONNX (`tfvae.formats`).
 
     path = export(model, "saved_models/vae_digits", data="digits", metrics={"test_elbo": -30.5})
     # -> saved_models/vae_digits/1, then 2, ...
+    export(model, "exports/vae_digits_litert", format="litert")   # .../1/model.tflite
 
 The export module holds the model's variables and one `tf.function` per signature of the
 contract in `tfvae.signatures` (`encode`, `decode`, `sample`, `reconstruct`, `score`, and
@@ -22,8 +24,9 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from tfvae import cards, validation, warmup
+from tfvae import cards, formats, validation, warmup
 from tfvae.cards import CARD_FILENAME
+from tfvae.loading import versions
 from tfvae.signatures import ALIASES, SIGNATURES, input_specs
 from tfvae.validation import WrongTypeError
 
@@ -57,16 +60,8 @@ class ExportModule(tf.Module):
         return {**{alias: functions[name] for alias, name in ALIASES.items()}, **functions}
 
 
-def versions(model_dir):
-    """The integer versions present under `model_dir`, ascending (temporary folders excluded)."""
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        return []
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
-
-
-def export(model, model_dir, *, data=None, metrics=None, test_protocol=None, card=None,
-           version=None):
+def export(model, model_dir, *, format="saved_model", data=None, metrics=None,
+           test_protocol=None, card=None, version=None):
     """Write `model` as the next version under `model_dir` (TF Serving's layout) and return the
     version's path.
 
@@ -77,6 +72,9 @@ def export(model, model_dir, *, data=None, metrics=None, test_protocol=None, car
     Args:
         model: a trained tfvae model.
         model_dir: e.g. "saved_models/vae_mnist"; versions go in model_dir/1, model_dir/2, ...
+            One model folder holds one format.
+        format: "saved_model" (TF Serving), "litert" or "onnx" (see `tfvae.formats` for the
+            files and what each needs installed).
         data: a description of the training data for the card (e.g. "mnist" or a dict).
         metrics: figures for the card, e.g. {"test_elbo": -98.1}.
         test_protocol: what those test figures scored, as fields `tfvae evaluate` reads (see
@@ -86,6 +84,7 @@ def export(model, model_dir, *, data=None, metrics=None, test_protocol=None, car
         version: an explicit version number; it must not exist yet.
     """
     _check_arguments(model, model_dir, version, card)
+    formats.check_format(format)
     if test_protocol is not None:
         test_protocol = cards.check_test_protocol(test_protocol)
     model_dir = Path(model_dir)
@@ -93,9 +92,14 @@ def export(model, model_dir, *, data=None, metrics=None, test_protocol=None, car
         raise FileExistsError(f"version {version} of {model_dir} exists")
     if model_dir.exists() and not model_dir.is_dir():
         raise FileExistsError(f"model_dir {model_dir} is a file, not a folder")
+    _check_one_format(model_dir, format)
     bad = validation.non_finite_variables(model.variables)
     if bad:  # a server would answer with garbage
         raise ValueError(f"refusing to export: non-finite values in {', '.join(bad[:5])}")
+    left_out = dict(getattr(model, "tensorflow_only_signatures", {})) \
+        if format != "saved_model" else {}
+    if format != "saved_model":  # the card says what the converted files hold
+        card = {**(card or {}), "format": format, "signatures_left_out": left_out}
     try:  # before anything is written: a value JSON cannot hold fails here
         card_text = json.dumps(cards.model_card(model, data, metrics, test_protocol, card),
                                indent=2)
@@ -118,6 +122,12 @@ def export(model, model_dir, *, data=None, metrics=None, test_protocol=None, car
         # TF Serving replays these requests when it loads the version, so the first client
         # request does not pay for graph initialisation.
         warmup.write_warmup_requests(saved, model_name=model_dir.name)
+        if format != "saved_model":  # the same signatures converted, beside the same card
+            published = staging / format
+            (published / "assets").mkdir(parents=True)
+            shutil.copy(card_file, published / "assets" / CARD_FILENAME)
+            formats.write(format, module, saved, published, left_out=left_out)
+            saved = published
         _sync(saved)  # on disk before it is named: a power cut cannot leave a partial version
         # Claim the next free version with an atomic rename; retry if a concurrent export won.
         while True:
@@ -135,6 +145,23 @@ def export(model, model_dir, *, data=None, metrics=None, test_protocol=None, car
     return target
 
 
+def convert(name_or_path, model_dir, *, format, version=None):
+    """Export a shipped or exported model (`tfvae.models.from_pretrained`'s argument) again in
+    `format` under `model_dir`, its card's data, figures and test protocol kept: the zoo as
+    LiteRT or ONNX without storing a second copy of its weights in the repository.
+
+        convert("vae_mnist", "exports/vae_mnist_onnx", format="onnx")  # .../vae_mnist_onnx/1
+    """
+    from tfvae.loading import resolve
+    from tfvae.models import from_pretrained
+
+    model = from_pretrained(name_or_path)  # refuses an export without a card
+    source = cards.read(resolve(name_or_path))
+    return export(model, model_dir, format=format, version=version,
+                  data=source.get("data"), metrics=source.get("metrics"),
+                  test_protocol=source.get("test_protocol"))
+
+
 def _check_arguments(model, model_dir, version, card):
     needed = [s.method for s in SIGNATURES.values()] + ["input_shape", "latent_shape",
                                                         "state_variables", "get_config"]
@@ -145,6 +172,17 @@ def _check_arguments(model, model_dir, version, card):
     validation.check_version(version)
     if card is not None and not isinstance(card, dict):
         raise WrongTypeError(f"card must be a dict or None, not {type(card).__name__}")
+
+
+def _check_one_format(model_dir, format):
+    """A model folder holds versions of one format: TF Serving, given the folder, would fail on
+    a version that is not a SavedModel, and the latest version would change format."""
+    for number in versions(model_dir):
+        present = formats.format_of(model_dir / str(number))
+        if present is not None and present != format:
+            raise FileExistsError(
+                f"{model_dir} holds {present} exports (version {number}); export the {format} "
+                f"format into a folder of its own, e.g. {model_dir}_{format}")
 
 
 def _remove_abandoned_staging(model_dir):

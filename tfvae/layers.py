@@ -109,18 +109,21 @@ def log_prob_of_copies(distribution, x, copies):
     """log p(x) under a distribution over `copies` stacked copies of the batch x, row
     i * batch + j holding copy i of example j (as `tf.tile` stacks them): [copies * batch].
 
-    Under `xla_log_probs` a Bernoulli reads x once, broadcast, in one XLA-compiled kernel that
-    sums over the pixels too, instead of its copies: at k = 5000 samples those are 64 MB a chunk
-    written, then read again. Otherwise, the distribution's own log_prob of the copies.
+    A Bernoulli reads x once, broadcast against the logits [copies, batch, pixels], instead of
+    its copies: at k = 5000 samples those are 64 MB a chunk written, then read again, and a
+    tiled x of a batch size known only at run time is what LiteRT cannot resize inside the
+    export's while loop. Under `xla_log_probs` that sum is one XLA-compiled kernel. Other
+    distributions: their own log_prob of the copies.
     """
-    if _xla_log_probs_on():
-        logits = _bernoulli_logits_per_row(distribution)
-        if logits is not None:
-            batch, pixels = tf.shape(x)[0], distribution.event_shape.num_elements()
-            logits = tf.reshape(logits, [copies, batch, pixels])
-            flat_x = tf.reshape(tf.cast(x, logits.dtype), [batch, pixels])
-            return tf.reshape(_bernoulli_log_prob_xla(flat_x, logits), [-1])
-    return distribution.log_prob(tf.tile(x, [copies] + [1] * (x.shape.rank - 1)))
+    logits = _bernoulli_logits_per_row(distribution)
+    if logits is None:
+        stacked = tf.broadcast_to(x[None], tf.concat([[copies], tf.shape(x)], 0))
+        return distribution.log_prob(tf.reshape(stacked, tf.concat([[-1], tf.shape(x)[1:]], 0)))
+    batch, pixels = tf.shape(x)[0], distribution.event_shape.num_elements()
+    logits = tf.reshape(logits, [copies, batch, pixels])
+    flat_x = tf.reshape(tf.cast(x, logits.dtype), [batch, pixels])
+    log_prob = _bernoulli_log_prob_xla if _xla_log_probs_on() else _bernoulli_log_prob
+    return tf.reshape(log_prob(flat_x, logits), [-1])
 
 
 def _bernoulli_logits_per_row(distribution):
@@ -137,8 +140,7 @@ def _bernoulli_logits_per_row(distribution):
     return logits if whole_event else None
 
 
-@tf.function(jit_compile=True, reduce_retracing=True)
-def _bernoulli_log_prob_xla(x, logits):
+def _bernoulli_log_prob(x, logits):
     """sum_i x_i * l_i - softplus(l_i) for x [batch, pixels] and logits [copies, batch, pixels].
 
     softplus(l) as max(l, 0) + log(1 + exp(-|l|)): XLA's own softplus (through log1p) ran
@@ -147,6 +149,10 @@ def _bernoulli_log_prob_xla(x, logits):
     """
     softplus = tf.nn.relu(logits) + tf.math.log(1.0 + tf.exp(-tf.abs(logits)))
     return tf.reduce_sum(x * logits - softplus, axis=-1)
+
+
+_bernoulli_log_prob_xla = tf.function(_bernoulli_log_prob, jit_compile=True,
+                                      reduce_retracing=True)
 
 
 _xla_log_probs = threading.local()

@@ -1,4 +1,6 @@
 """Load an exported model back, with TensorFlow alone, and call its signatures with numpy arrays.
+LiteRT and ONNX exports (tfvae.formats) load the same way, run by their own runtimes, without
+TensorFlow (tfvae.runtimes).
 
     model = tfvae.load("runs/vae_digits")                  # an export of yours: the latest version
     z = model.encode(images)["mean"]
@@ -18,11 +20,9 @@ import os
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
-from tfvae import cards, validation
-from tfvae.exporting import versions
-from tfvae.signatures import SignatureMethods, input_names
+from tfvae import cards, formats, validation
+from tfvae.signatures import ALIASES, SignatureMethods, get, input_names
 
 #: the zoo's folder when tfvae runs from a checkout (e.g. `pip install -e .`): the repository's
 #: saved_models/. After a plain `pip install .` this is inside site-packages, where no zoo is.
@@ -42,6 +42,14 @@ class ExportNotFoundError(FileNotFoundError):
 
 class InvalidExportError(ValueError):
     """The folder exists but does not hold a loadable SavedModel."""
+
+
+def versions(model_dir):
+    """The integer versions present under `model_dir`, ascending (temporary folders excluded)."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
 
 
 def shipped_root():
@@ -109,13 +117,14 @@ def resolve(path_or_name, version=None):
         raise ExportNotFoundError(
             f"no export at {str(path_or_name)!r}: give a model folder (e.g. saved_models/NAME) or "
             f"a version folder" + _shipped_listing())
-    if (path / "saved_model.pb").exists():
+    if formats.format_of(path) is not None:
         if version is not None and path.name != str(version):
             raise ExportNotFoundError(f"{path} is version {path.name}, not {version}")
         return path
     available = versions(path)
     if not available:
-        raise ExportNotFoundError(f"{path} holds no numbered version folder with a saved_model.pb")
+        raise ExportNotFoundError(f"{path} holds no numbered version folder with an export "
+                                  f"(a saved_model.pb, model.tflite or encode.onnx)")
     chosen = available[-1] if version is None else int(version)
     if chosen not in available:
         raise ExportNotFoundError(f"{path} has no version {version}; it has {available}")
@@ -158,8 +167,9 @@ def _resolve_shipped(name, version):
 
 
 def _version_folder(path):
-    if not (path / "saved_model.pb").exists():
-        raise InvalidExportError(f"{path} has no saved_model.pb: an incomplete or corrupt export")
+    if formats.format_of(path) is None:
+        raise InvalidExportError(f"{path} has no saved_model.pb, model.tflite or encode.onnx: "
+                                 f"an incomplete or corrupt export")
     return path
 
 
@@ -200,8 +210,10 @@ def _zoo_not_found(root):
 
 
 def load(path_or_name, version=None):
-    """Load an export (the latest version unless `version` is given) as a `LoadedModel`:
-    `path_or_name` is an export's folder, or a shipped model's name (see `resolve`).
+    """Load an export (the latest version unless `version` is given): `path_or_name` is an
+    export's folder, or a shipped model's name (see `resolve`). A SavedModel gives a
+    `LoadedModel`, run by TensorFlow; a LiteRT or ONNX export a `tfvae.runtimes.LiteRTModel`
+    or `ONNXModel`, run by its runtime without TensorFlow. All have the same methods.
 
         tfvae.load("vae_mnist").sample(4)["x"].shape        # (4, 28, 28, 1)
 
@@ -209,27 +221,25 @@ def load(path_or_name, version=None):
     it, rather than quietly loading an older one."""
     validation.check_path("path_or_name", path_or_name)
     validation.check_version(version)
-    return LoadedModel(resolve(path_or_name, version))
+    path = resolve(path_or_name, version)
+    format = formats.format_of(path)
+    if format == "saved_model":
+        return LoadedModel(path)
+    from tfvae import runtimes
+
+    return {"litert": runtimes.LiteRTModel, "onnx": runtimes.ONNXModel}[format](path)
 
 
-class LoadedModel(SignatureMethods):
-    """An exported model: `encode`, `decode`, `sample`, `reconstruct` (also `model(x)`) and
-    `score` take numpy arrays (or tensors) and return dicts of numpy arrays; `run` calls any
-    signature by name. `card` is the model card saved with the export.
-
-        model = LoadedModel("runs/vae_digits/1")
-        model.sample(3)["x"].shape       # (3, *input_shape): seeds 0, 1, 2
+class Export(SignatureMethods):
+    """An export of any format: its `path`, `version` and model `card`, and `run`, which checks
+    a signature's inputs and calls the format's runtime (`_call`, which a subclass defines, as
+    it defines `signature_inputs`). `encode`, `decode`, `sample`, `reconstruct` (also
+    `model(x)`), `score` and `log_likelihood` take numpy arrays and return dicts of them.
     """
 
     def __init__(self, path):
         self.path = Path(path)
         self.version = int(self.path.name) if self.path.name.isdigit() else None
-        try:
-            self._saved = tf.saved_model.load(str(self.path))
-        except Exception as error:  # TF raises several types for a damaged file
-            raise InvalidExportError(f"could not load the SavedModel in {self.path}: "
-                                     f"{type(error).__name__}: {str(error).splitlines()[0][:300]}") from None
-        self.signatures = dict(self._saved.signatures)
         try:
             self.card = cards.read(self.path)
         except ValueError as error:
@@ -237,7 +247,96 @@ class LoadedModel(SignatureMethods):
 
     def __repr__(self):
         name = self.card["model"] if self.card else "model"
-        return f"<LoadedModel {name} from {self.path} signatures={sorted(self.signatures)}>"
+        return (f"<{type(self).__name__} {name} from {self.path} "
+                f"signatures={sorted(self.signature_names())}>")
+
+    def __call__(self, x):
+        """The reconstruction of a batch of inputs, as `reconstruct(x)`."""
+        return self.reconstruct(x)
+
+    def signature_names(self):
+        """The names of the signatures this export has."""
+        raise NotImplementedError
+
+    def signature_inputs(self, signature):
+        """{input name: (shape with None for the batch, numpy dtype)} of a signature."""
+        raise NotImplementedError
+
+    def _call(self, signature, arrays):
+        """Run signature on checked numpy arrays (a dict by input name): a dict of numpy arrays."""
+        raise NotImplementedError
+
+    def _run_signature(self, name, inputs):
+        return self.run(name, _without_unknown_seeds(inputs, self.signature_inputs(name)))
+
+    def run(self, signature, inputs):
+        """Check `inputs` (a dict by input name, or the value of a signature's one input)
+        against the signature and run it; a dict of numpy arrays."""
+        if signature not in self.signature_names():
+            why = ((self.card or {}).get("signatures_left_out") or {}).get(signature)
+            raise KeyError(f"no signature {signature!r}" + (f" ({why})" if why else "") +
+                           f"; this export has {sorted(self.signature_names())}")
+        specs = self.signature_inputs(signature)
+        if not isinstance(inputs, dict):
+            if len(specs) != 1:
+                raise ValueError(f"{signature}() takes inputs {sorted(specs)}: pass a dict "
+                                 f"{{name: array}}")
+            inputs = {next(iter(specs)): inputs}
+        if set(inputs) != set(specs):
+            raise ValueError(f"{signature}() takes inputs {sorted(specs)}; got {sorted(inputs)}")
+        arrays = {name: validation.conform(inputs[name], shape, dtype, f"{signature}()", name)
+                  for name, (shape, dtype) in specs.items()}
+        validation.check_same_rows(arrays, f"{signature}()")
+        return self._call(signature, arrays)
+
+
+class ConvertedExport(Export):
+    """A LiteRT or ONNX export: the signatures of the contract (tfvae.signatures) and their
+    aliases, with the shapes the model card gives."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        if not self.card or "input_shape" not in self.card or "latent_shape" not in self.card:
+            raise InvalidExportError(f"{self.path} has no model card with input_shape and "
+                                     f"latent_shape: not a tfvae export")
+
+    def signature_names(self):
+        from tfvae.signatures import names
+
+        left_out = self.card.get("signatures_left_out") or {}
+        return tuple(n for n in names() if ALIASES.get(n, n) not in left_out)
+
+    def signature_inputs(self, signature):
+        return {i.name: (i.shape(self.card["input_shape"], self.card["latent_shape"]),
+                         np.dtype(i.dtype)) for i in get(signature).inputs}
+
+    def _call(self, signature, arrays):
+        return self._run_converted(ALIASES.get(signature, signature), arrays)
+
+    def _run_converted(self, signature, arrays):
+        raise NotImplementedError
+
+
+class LoadedModel(Export):
+    """A SavedModel export, run by TensorFlow: `signatures` are its concrete functions.
+
+        model = LoadedModel("runs/vae_digits/1")
+        model.sample(3)["x"].shape       # (3, *input_shape): seeds 0, 1, 2
+    """
+
+    def __init__(self, path):
+        import tensorflow as tf
+
+        super().__init__(path)
+        try:
+            self._saved = tf.saved_model.load(str(self.path))
+        except Exception as error:  # TF raises several types for a damaged file
+            raise InvalidExportError(f"could not load the SavedModel in {self.path}: "
+                                     f"{type(error).__name__}: {str(error).splitlines()[0][:300]}") from None
+        self.signatures = dict(self._saved.signatures)
+
+    def signature_names(self):
+        return self.signatures
 
     def input_specs(self, signature):
         """The TensorSpecs of a signature's inputs, by name."""
@@ -248,30 +347,13 @@ class LoadedModel(SignatureMethods):
         return self.input_specs(signature)[input_names(signature)[0]] \
             if input_names(signature) else next(iter(self.input_specs(signature).values()))
 
-    def __call__(self, x):
-        """The reconstruction of a batch of inputs, as `reconstruct(x)`."""
-        return self.reconstruct(x)
+    def signature_inputs(self, signature):
+        return {name: (spec.shape.as_list(), spec.dtype.as_numpy_dtype)
+                for name, spec in self.input_specs(signature).items()}
 
-    def _run_signature(self, name, inputs):
-        return self.run(name, _without_unknown_seeds(inputs, self.input_specs(name)))
+    def _call(self, signature, arrays):
+        import tensorflow as tf
 
-    def run(self, signature, inputs):
-        """Check `inputs` (a dict by input name, or the value of a signature's one input)
-        against the signature and run it; a dict of numpy arrays."""
-        if signature not in self.signatures:
-            raise KeyError(f"no signature {signature!r}; this export has {sorted(self.signatures)}")
-        specs = self.input_specs(signature)
-        if not isinstance(inputs, dict):
-            if len(specs) != 1:
-                raise ValueError(f"{signature}() takes inputs {sorted(specs)}: pass a dict "
-                                 f"{{name: array}}")
-            inputs = {next(iter(specs)): inputs}
-        if set(inputs) != set(specs):
-            raise ValueError(f"{signature}() takes inputs {sorted(specs)}; got {sorted(inputs)}")
-        arrays = {name: validation.conform(inputs[name], spec.shape.as_list(),
-                                           spec.dtype.as_numpy_dtype, f"{signature}()", name)
-                  for name, spec in specs.items()}
-        validation.check_same_rows(arrays, f"{signature}()")
         outputs = self.signatures[signature](**{k: tf.constant(v) for k, v in arrays.items()})
         return {key: tensor.numpy() for key, tensor in outputs.items()}
 

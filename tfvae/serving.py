@@ -236,7 +236,7 @@ class _Client(SignatureMethods):
 
     def _run_signature(self, name, inputs):
         if not self.validate:  # what loses nothing is still cast; the server checks the rest
-            dtypes = {i.name: i.dtype.as_numpy_dtype for i in get(name).inputs}
+            dtypes = {i.name: np.dtype(i.dtype) for i in get(name).inputs}
             arrays = {key: validation.as_array(value) for key, value in inputs.items()}
             inputs = {key: _cast_if_lossless(array, dtypes.get(key, array.dtype))
                       for key, array in arrays.items()}

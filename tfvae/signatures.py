@@ -23,13 +23,14 @@ importance samples of `log_likelihood`) draws from each row's seed through tfvae
 the same request gets the same answer, in a SavedModel, LiteRT or ONNX alike. Families may add
 outputs (hierarchical models `mean_1`, `z_2`, ...; autoencoders `code`; VAEs `elbo`, `kl`, ...
 in `score`); they never remove one. Plain Python, numpy and TensorFlow only: `tfvae.load`
-imports this module and must work without TensorFlow Probability and tf_keras.
+imports this module and must work without TensorFlow Probability and tf_keras, and the
+LiteRT and ONNX loaders (tfvae.runtimes) without TensorFlow: TensorFlow is imported only by the
+functions that build or read a SavedModel.
 """
 import dataclasses
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 from tfvae import validation
 
@@ -39,17 +40,24 @@ DEFAULT_SIGNATURE = "serving_default"
 
 @dataclasses.dataclass(frozen=True)
 class Input:
-    """One input of a signature: its name, dtype, and what one example's value is:
-    "input_shape" (an input of the model), "latent_shape" (a code) or "scalar" (a seed, a k)."""
+    """One input of a signature: its name, dtype (a numpy dtype name: "float32", "int64"), and
+    what one example's value is: "input_shape" (an input of the model), "latent_shape" (a code)
+    or "scalar" (a seed, a k)."""
     name: str
-    dtype: tf.DType
+    dtype: str
     per_example: str
 
+    def shape(self, model_input_shape, latent_shape):
+        """The batch-major shape of this input, None for the batch: [None, *per example]."""
+        per_example = {"input_shape": tuple(model_input_shape),
+                       "latent_shape": tuple(latent_shape), "scalar": ()}
+        return [None, *per_example[self.per_example]]
 
-X = Input("x", tf.float32, "input_shape")
-Z = Input("z", tf.float32, "latent_shape")
-SEED = Input("seed", tf.int64, "scalar")
-K = Input("k", tf.int64, "scalar")
+
+X = Input("x", "float32", "input_shape")
+Z = Input("z", "float32", "latent_shape")
+SEED = Input("seed", "int64", "scalar")
+K = Input("k", "int64", "scalar")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,9 +148,9 @@ def input_specs(signature, model_input_shape, latent_shape):
 
         input_specs("decode", (8, 8, 1), (2,))   # [TensorSpec([None, 2], tf.float32, name="z")]
     """
-    per_example = {"input_shape": tuple(model_input_shape), "latent_shape": tuple(latent_shape),
-                   "scalar": ()}
-    return [tf.TensorSpec([None, *per_example[i.per_example]], i.dtype, name=i.name)
+    import tensorflow as tf
+
+    return [tf.TensorSpec(i.shape(model_input_shape, latent_shape), i.dtype, name=i.name)
             for i in get(signature).inputs]
 
 

@@ -298,6 +298,11 @@ class ContractiveAE(AE):
     config_keys = AE.config_keys + ("contractive_weight",)
     example_config = dict(latent_dim=3, hidden_units=(8, 16), network="conv")
     penalty_names = ("contractive",)
+    # batch_jacobian's vectorized backward pass of the encoder is made of TensorFlow's gradient
+    # kernels (ReluGrad, ...), which are neither LiteRT builtins nor ONNX operators.
+    tensorflow_only_signatures = {
+        "score": "the contractive penalty differentiates the encoder with TensorFlow's gradient "
+                 "ops, which LiteRT and ONNX lack: score this model with its SavedModel"}
 
     def __init__(self, *args, contractive_weight=0.1, name="contractive_ae", **kwargs):
         self.contractive_weight = _check_non_negative("contractive_weight", contractive_weight)

@@ -230,6 +230,10 @@ class LatentVariableModel(tf_keras.Model):
         if int(self.steps_per_execution) != steps:
             super().compile(steps_per_execution=steps, **self._compile_arguments)
 
+    #: signatures (name -> why) that LiteRT and ONNX exports leave out because their graph
+    #: needs TensorFlow ops those formats lack; every other signature converts (tfvae.formats)
+    tensorflow_only_signatures = {}
+
     def xla_pays(self):
         """Whether XLA speeds this model's training step up on CPU (bench/throughput.py): yes for
         networks without convolutions and a Bernoulli or Gaussian likelihood, where it removes

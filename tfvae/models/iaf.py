@@ -55,8 +55,10 @@ class AutoregressiveStep(tf_keras.layers.Layer):
         self.hidden_units = tuple(int(u) for u in hidden_units)
         self.reverse, self.activation = bool(reverse), activation
         self.initial_gate_bias = float(initial_gate_bias)
-        self._masks = [tf.constant(m) for m in made_masks(self.event_size, self.hidden_units,
-                                                          self.reverse)]
+        # numpy, made constants of each graph that uses them: a tensor created here would be
+        # an eager tensor that traced functions capture as an input, which the ONNX converter
+        # cannot freeze.
+        self._masks = tuple(made_masks(self.event_size, self.hidden_units, self.reverse))
         self._activation = tf_keras.activations.get(networks.activation_function(activation))
 
     def build(self, input_shape):
@@ -86,7 +88,7 @@ class AutoregressiveStep(tf_keras.layers.Layer):
     def call(self, z, context):
         # Keras autocasts z only: the context and the float32 masks follow the compute dtype.
         context = tf.cast(context, self.compute_dtype)
-        masks = [tf.cast(mask, self.compute_dtype) for mask in self._masks]
+        masks = [tf.constant(mask, self.compute_dtype) for mask in self._masks]
         h = z
         for i, (kernel, bias) in enumerate(zip(self.kernels, self.biases)):
             h = tf.matmul(h, kernel * masks[i]) + bias
