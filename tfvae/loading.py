@@ -277,13 +277,7 @@ class Export(SignatureMethods):
             raise KeyError(f"no signature {signature!r}" + (f" ({why})" if why else "") +
                            f"; this export has {sorted(self.signature_names())}")
         specs = self.signature_inputs(signature)
-        if not isinstance(inputs, dict):
-            if len(specs) != 1:
-                raise ValueError(f"{signature}() takes inputs {sorted(specs)}: pass a dict "
-                                 f"{{name: array}}")
-            inputs = {next(iter(specs)): inputs}
-        if set(inputs) != set(specs):
-            raise ValueError(f"{signature}() takes inputs {sorted(specs)}; got {sorted(inputs)}")
+        inputs = validation.by_input_name(inputs, specs, f"{signature}()")
         arrays = {name: validation.conform(inputs[name], shape, dtype, f"{signature}()", name)
                   for name, (shape, dtype) in specs.items()}
         validation.check_same_rows(arrays, f"{signature}()")

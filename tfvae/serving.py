@@ -264,14 +264,7 @@ class _Client(SignatureMethods):
             raise ValueError(f"{self._where(signature)}: the model has no such signature; it has "
                              f"{sorted(definitions)}")
         expected = definitions[signature].inputs
-        if not isinstance(inputs, dict):
-            if len(expected) != 1:
-                raise ValueError(f"{self._where(signature)} has inputs {sorted(expected)}: pass "
-                                 f"a dict {{name: array}}")
-            inputs = {next(iter(expected)): inputs}
-        if set(inputs) != set(expected):
-            raise ValueError(f"{self._where(signature)} takes inputs {sorted(expected)}; got "
-                             f"{sorted(inputs)}")
+        inputs = validation.by_input_name(inputs, expected, self._where(signature))
         checked = {alias: _conform(inputs[alias], info, self._where(signature), alias)
                    for alias, info in expected.items()}
         validation.check_same_rows(checked, self._where(signature))

@@ -11,7 +11,8 @@ import tf_keras
 from tfvae.callbacks import needs_every_step
 
 #: steps per call of the compiled function in a fit long enough: each call costs Python and
-#: dispatch work that a small model's step feels; a larger count measured no faster
+#: dispatch work that a small model's step feels; 64 measured at most 5% faster
+#: (bench/results/throughput_*.json), and longer calls report progress less often
 STEPS_PER_CALL = 16
 #: ... but tracing the looping function costs more than the one-step function (a second or
 #: so on a 2-core machine), about what 1,000 steps of a small model gain back

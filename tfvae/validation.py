@@ -254,6 +254,19 @@ def conform(value, shape, dtype, where, name):
     return cast
 
 
+def by_input_name(inputs, names, where):
+    """`inputs` as a dict by input name: a dict must name exactly `names`; a lone value stands
+    for the one input of a signature that has one."""
+    names = sorted(names)
+    if not isinstance(inputs, dict):
+        if len(names) != 1:
+            raise ValueError(f"{where} takes inputs {names}: pass a dict {{name: array}}")
+        return {names[0]: inputs}
+    if set(inputs) != set(names):
+        raise ValueError(f"{where} takes inputs {names}; got {sorted(inputs)}")
+    return inputs
+
+
 def check_same_rows(arrays, where):
     """Inputs given together, {name: array}, must have as many rows (their first axis)."""
     rows = {name: len(array) for name, array in arrays.items() if np.ndim(array)}
