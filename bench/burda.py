@@ -532,9 +532,11 @@ def ship(run, args, model, result, elbo_std):
                  "test_elbo_examples": result["test_examples"],
                  "active_units": result["active_units"],
                  "published_test_nll": run.protocol.published,
+                 "published_source": run.protocol.published_source,
                  **({"paired_with": result["paired"]} if "paired" in result else {})},
         card={"training": {
             "command": f"{command} --minutes 120   # continue; then --finish --export",
+            "run_dir": shown(run.dir),
             "epochs": result["epochs"], "schedule_epochs": run.protocol.epochs,
             "batch_size": run.protocol.batch,
             "optimizer": protocol["optimizer"] + ", learning rate " + protocol["schedule"],

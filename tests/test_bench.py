@@ -263,6 +263,33 @@ def test_burda_pairs_a_posterior_with_its_reference_image_by_image(digits):
     assert abs(same["gap"] - same["reference_gap"]) < 4 * same["gap_difference_stderr"] + 0.05
 
 
+def test_a_paper_runs_card_states_its_comparison_and_deviations():
+    """The card's paragraphs for a run of bench/burda.py: a paired run gives the difference
+    from its reference with the standard error and both gaps; the protocol's departures from
+    the paper are listed; a card written before those fields reads as Burda et al.'s run."""
+    import train_zoo
+
+    training = {"epochs": 3280, "schedule_epochs": 3280, "run_dir": "bench/runs/iaf_vae_burda",
+                "deviations_from_the_paper": ["Burda's networks", "2 IAF steps"]}
+    metrics = {"test_log_likelihood": -85.1, "published_test_nll": 86.843,
+               "published_source": "tfvae's vae_mnist version 3", "active_units": [50],
+               "paired_with": {"against": "vae_mnist", "test_examples": 10_000, "k": 5000,
+                               "nll_difference": 1.74, "nll_difference_stderr": 0.06,
+                               "reference_nll": 86.84, "gap": 3.2, "reference_gap": 4.47,
+                               "gap_difference_stderr": 0.04}}
+    text = "\n".join(train_zoo.paper_run_lines("iaf_vae", training, metrics))
+    assert "`vae_mnist`" in text and "+1.74 ± 0.06 nats" in text and "85.10" in text
+    assert "3.20 nats here against 4.47" in text
+    assert "- Burda's networks\n- 2 IAF steps" in text
+    assert "bench/runs/iaf_vae_burda/curve.png" in text
+    older = "\n".join(train_zoo.paper_run_lines(
+        "vae", {"epochs": 3280, "schedule_epochs": 3280},
+        {"test_log_likelihood": -86.84, "published_test_nll": 86.76, "active_units": [28]}))
+    assert older.startswith("Burda et al. (2015, Table 1) report a test NLL of 86.76")
+    assert "(+0.08 nats)" in older and "bench/runs/vae_burda/segments.jsonl" in older
+    assert "departs" not in older
+
+
 def test_serving_prints_one_line_whose_ratios_are_of_its_percentiles():
     """bench/serving.py, a few calls (seconds): every signature at batch 1 and 256 through the
     four paths, and the export's p50 and p99 over the in-memory function's with an interval."""
