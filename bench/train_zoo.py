@@ -619,13 +619,20 @@ def paper_run_lines(name, t, m):
     return lines
 
 
+def listed(names):
+    """'a', 'a and b', 'a, b and c'."""
+    return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+
+
 def write_index(out):
-    rows, stopped = [], {}
+    rows, stopped, paper_runs = [], {}, []
     for model_dir in sorted(p for p in Path(out).iterdir() if p.is_dir() and p.name.endswith("_mnist")):
         card = card_of(model_dir)
         t = card["training"]
         if "early_stopping" in t:
             stopped[model_dir.name] = t["wall_seconds"]
+        if t["command"].startswith("python bench/burda.py"):
+            paper_runs.append(f"`{model_dir.name}`")
         rows.append(f"| [`{model_dir.name}`]({model_dir.name}/README.md) | {card['class']} | "
                     f"{t['epochs']} | {duration_text(t['wall_seconds'])} | {metric_text(card)} | "
                     f"{size_of(model_dir) / 1e6:.1f} MB |")
@@ -650,9 +657,10 @@ def write_index(out):
            f"5,000 held-out training images stops improving, each run adding a version (their "
            f"latest took {duration_text(sum(stopped.values()))} in all here), and their cards "
            f"add a linear probe of the codes (`bench/linear_probe.py`). " if stopped else "")
-        + "The latest versions of `vae_mnist` and `hvae_mnist` (3, and 4 its re-export) are Burda et "
-        "al.'s models trained on the paper's budget by `bench/burda.py` (their cards give the "
-        "commands); version 1 of each is this script's short training.", ""])
+        + (f"The latest versions of {listed(paper_runs)} are papers' models trained on their "
+           f"papers' budgets by `bench/burda.py` (their cards give the commands and how each "
+           f"protocol departs from its paper's); version 1 of each is this script's short "
+           f"training." if paper_runs else ""), ""])
     (Path(out) / "README.md").write_text(text)
 
 

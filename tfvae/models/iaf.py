@@ -19,21 +19,30 @@ from tfvae.models.base import VariationalModel
 from tfvae.models.registry import register
 
 
-def made_masks(event_size, hidden_units, reverse=False):
-    """MADE's connectivity masks (Germain et al. 2015): one [fan_in, fan_out] 0/1 matrix per
-    layer, inputs -> hidden -> ... -> outputs, such that output i depends on the inputs before i
-    in the order (1..D, or D..1 when `reverse`) only."""
-    input_degrees = np.arange(1, event_size + 1)
+def made_degrees(event_size, hidden_units, reverse=False):
+    """MADE's unit degrees (Germain et al. 2015): for the inputs, then each hidden layer, an int32
+    vector; an input's degree is its place in the order (1..D, or D..1 when `reverse`)."""
+    input_degrees = np.arange(1, event_size + 1, dtype=np.int32)
     if reverse:
         input_degrees = input_degrees[::-1]
     degrees = [input_degrees]
     for width in hidden_units:
         # Hidden degrees cycle over 1..D-1: a unit of degree k sees inputs of degree <= k.
-        degrees.append(np.arange(width) % max(event_size - 1, 1) + 1)
-    masks = [(d_out[None, :] >= d_in[:, None]).astype(np.float32)
+        degrees.append((np.arange(width) % max(event_size - 1, 1) + 1).astype(np.int32))
+    return degrees
+
+
+def made_masks(degrees, dtype=tf.float32):
+    """MADE's connectivity masks from the degrees (`made_degrees`): one [fan_in, fan_out] 0/1
+    matrix per layer, inputs -> hidden -> ... -> outputs, such that output i depends on the
+    inputs before i in the order only. Built with TensorFlow ops from the degree vectors, so an
+    exported function holds a few hundred integers rather than the matrices (megabytes at
+    MADE's widths, stored again in every signature)."""
+    degrees = [tf.constant(d) for d in degrees]
+    masks = [tf.cast(d_out[None, :] >= d_in[:, None], dtype)
              for d_in, d_out in zip(degrees[:-1], degrees[1:])]
     # An output of degree k may only see hidden units of degree < k (strictly).
-    masks.append((input_degrees[None, :] > degrees[-1][:, None]).astype(np.float32))
+    masks.append(tf.cast(degrees[0][None, :] > degrees[-1][:, None], dtype))
     return masks
 
 
@@ -58,7 +67,7 @@ class AutoregressiveStep(tf_keras.layers.Layer):
         # numpy, made constants of each graph that uses them: a tensor created here would be
         # an eager tensor that traced functions capture as an input, which the ONNX converter
         # cannot freeze.
-        self._masks = tuple(made_masks(self.event_size, self.hidden_units, self.reverse))
+        self._degrees = tuple(made_degrees(self.event_size, self.hidden_units, self.reverse))
         self._activation = tf_keras.activations.get(networks.activation_function(activation))
 
     def build(self, input_shape):
@@ -88,7 +97,7 @@ class AutoregressiveStep(tf_keras.layers.Layer):
     def call(self, z, context):
         # Keras autocasts z only: the context and the float32 masks follow the compute dtype.
         context = tf.cast(context, self.compute_dtype)
-        masks = [tf.constant(mask, self.compute_dtype) for mask in self._masks]
+        masks = made_masks(self._degrees, self.compute_dtype)
         h = z
         for i, (kernel, bias) in enumerate(zip(self.kernels, self.biases)):
             h = tf.matmul(h, kernel * masks[i]) + bias
