@@ -534,6 +534,9 @@ def ship(run, args, model, result, elbo_std):
                  "published_test_nll": run.protocol.published,
                  "published_source": run.protocol.published_source,
                  **({"paired_with": result["paired"]} if "paired" in result else {})},
+        # What `tfvae evaluate` scores by default: ZOO_TEST, at the card's k.
+        test_protocol={"dataset": "mnist", "split": "test", "binarize": "static", "seed": 0,
+                       "take": None, "k": args.k},
         card={"training": {
             "command": f"{command} --minutes 120   # continue; then --finish --export",
             "run_dir": shown(run.dir),
