@@ -234,6 +234,10 @@ def shown(path):
 class Run:
     """The run directory: checkpoint, logs and the protocol, as the repository keeps them."""
 
+    #: the checkpoint's data files at most this size (the repository keeps files small; the
+    #: Ladder VAE's weights with Adam's slots are 22 MB); a restore reads any sharding
+    max_shard_bytes = 10 * 2**20
+
     def __init__(self, directory, name, train_examples=60_000):
         self.dir = Path(directory)
         self.name, self.train_examples = name, train_examples
@@ -294,7 +298,9 @@ class Run:
 
     def save(self, epochs):
         self.epochs_done.assign(epochs)
-        self.manager.save(checkpoint_number=epochs)
+        self.manager.save(checkpoint_number=epochs, options=tf.train.CheckpointOptions(
+            experimental_sharding_callback=tf.train.experimental.MaxShardSizePolicy(
+                self.max_shard_bytes)))
 
     def append(self, file, record):
         with open(self.dir / file, "a") as handle:

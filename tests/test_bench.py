@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import tensorflow as tf
 import pytest
 
 from conftest import REPO
@@ -211,6 +212,27 @@ def test_burda_run_accounts_for_a_killed_segment_and_forgets_epochs_past_its_che
     assert "reconstructed" in killed
     run.restore()                                   # recorded now: nothing added twice
     assert len(run.read("segments.jsonl")) == 2
+
+
+def test_burda_checkpoints_in_shards_that_restore_whole(tmp_path):
+    """The repository keeps files small: a run's checkpoint is written in data files of at most
+    `max_shard_bytes` (weights and Adam's slots), and restores every value."""
+    import burda
+
+    run = burda.Run(tmp_path, "vae", train_examples=100)
+    run.max_shard_bytes = 2**20                    # the paper-size VAE: about 3.6 MB in all
+    run.restore()
+    for variable in run.model.optimizer.variables()[1:]:
+        variable.assign(tf.random.normal(variable.shape, seed=1))
+    saved = [v.numpy() for v in run.model.variables + run.model.optimizer.variables()]
+    run.save(7)
+    shards = sorted((tmp_path / "checkpoint").glob("ckpt-7.data-*"))
+    assert len(shards) > 2
+    assert all(shard.stat().st_size <= run.max_shard_bytes for shard in shards)
+    again = burda.Run(tmp_path, "vae", train_examples=100)
+    assert again.restore() == 7
+    for expected, got in zip(saved, again.model.variables + again.model.optimizer.variables()):
+        np.testing.assert_array_equal(got.numpy(), expected)
 
 
 def test_the_ladder_run_fine_tunes_after_its_2000_epochs(tmp_path):
