@@ -96,9 +96,9 @@ def export(model, model_dir, *, format="saved_model", data=None, metrics=None,
     bad = validation.non_finite_variables(model.variables)
     if bad:  # a server would answer with garbage
         raise ValueError(f"refusing to export: non-finite values in {', '.join(bad[:5])}")
-    left_out = dict(getattr(model, "tensorflow_only_signatures", {})) \
-        if format != "saved_model" else {}
+    left_out = {}
     if format != "saved_model":  # the card says what the converted files hold
+        left_out = dict(getattr(model, "tensorflow_only_signatures", {}))
         card = {**(card or {}), "format": format, "signatures_left_out": left_out}
     try:  # before anything is written: a value JSON cannot hold fails here
         card_text = json.dumps(cards.model_card(model, data, metrics, test_protocol, card),

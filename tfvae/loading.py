@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from tfvae import cards, formats, validation
-from tfvae.signatures import ALIASES, SignatureMethods, get, input_names
+from tfvae.signatures import ALIASES, SignatureMethods, get, input_names, names
 
 #: the zoo's folder when tfvae runs from a checkout (e.g. `pip install -e .`): the repository's
 #: saved_models/. After a plain `pip install .` this is inside site-packages, where no zoo is.
@@ -183,10 +183,10 @@ def _is_name(path_or_name):
 
 def _shipped_listing():
     try:
-        names = shipped_models()
+        shipped = shipped_models()
     except (ExportNotFoundError, InvalidExportError):  # no zoo here: the path is what failed
         return ""
-    return f", or one of the shipped models: {', '.join(names)}" if names else ""
+    return f", or one of the shipped models: {', '.join(shipped)}" if shipped else ""
 
 
 def _shown(path):
@@ -295,8 +295,6 @@ class ConvertedExport(Export):
                                      f"latent_shape: not a tfvae export")
 
     def signature_names(self):
-        from tfvae.signatures import names
-
         left_out = self.card.get("signatures_left_out") or {}
         return tuple(n for n in names() if ALIASES.get(n, n) not in left_out)
 
