@@ -39,6 +39,14 @@ run to the next session. `--finish` evaluates the model at its latest checkpoint
 k = 5000 on all 10,000 test images, ELBO, active units), draws the curve as PNG, prints one JSON
 line and appends it to `evaluations.jsonl`; `--export` also ships it as a new version of
 saved_models/<model>_mnist (card, figures, the manifest zoo.json, saved_models/README.md).
+
+The memory allocator matters on a virtual machine: with glibc's malloc, TensorFlow's per-step
+buffers went back to the kernel and were faulted in again (about 100,000 page faults a second,
+a sixth of the CPU time in the kernel), and the Ladder VAE's fine-tuning epochs took 50-57 s;
+with tcmalloc preloaded (Debian's libtcmalloc-minimal4), 500 faults a second and 36 s an epoch
+(epochs 2011-2017 against 2019-2022 of bench/runs/ladder_vae_sonderby/log.jsonl, same machine):
+
+    LD_PRELOAD=libtcmalloc_minimal.so.4 nice -n 19 python bench/burda.py --model ladder_vae ...
 """
 import argparse
 import json
