@@ -593,9 +593,12 @@ def paper_run_lines(name, t, m):
     run = t.get("run_dir", f"bench/runs/{name}_burda")
     source = m.get("published_source", "Burda et al. (2015, Table 1)")
     nll = -m["test_log_likelihood"]
-    schedule = (f"after {t['epochs']} of the protocol's {t['schedule_epochs']}-epoch schedule"
-                + (f" and {t['protocol']['finetune']['epochs']} epochs of fine-tuning"
-                   if "finetune" in t.get("protocol", {}) else ""))
+    # A run with a fine-tuning phase (the Ladder VAE) counts its epochs past the schedule's.
+    finetune = t.get("protocol", {}).get("finetune")
+    main = min(t["epochs"], t["schedule_epochs"])
+    schedule = (f"after {main} of the protocol's {t['schedule_epochs']}-epoch schedule"
+                + (f" and {t['epochs'] - main} of its {finetune['epochs']} epochs of fine-tuning"
+                   if finetune else ""))
     paired = m.get("paired_with")
     if paired:
         text = (f"Against `{paired['against']}` on the same {paired['test_examples']:,} test "

@@ -313,6 +313,23 @@ def test_a_paper_runs_card_states_its_comparison_and_deviations():
     assert older.startswith("Burda et al. (2015, Table 1) report a test NLL of 86.76")
     assert "(+0.08 nats)" in older and "bench/runs/vae_burda/segments.jsonl" in older
     assert "departs" not in older
+    # The Ladder VAE's epochs run past its schedule into the fine-tuning phase.
+    import burda
+
+    finetune = {"epochs": 400, "iwae_samples": 10, "decay": 0.75, "decay_epochs": 200}
+    for epochs, phases in ((2400, "after 2000 of the protocol's 2000-epoch schedule and 400 of "
+                                  "its 400 epochs of fine-tuning"),
+                           (2017, "after 2000 of the protocol's 2000-epoch schedule and 17 of "
+                                  "its 400 epochs")):
+        ladder = "\n".join(train_zoo.paper_run_lines(
+            "ladder_vae", {"epochs": epochs, "schedule_epochs": 2000,
+                           "protocol": {"finetune": finetune}},
+            {"test_log_likelihood": -81.9, "published_test_nll": 81.74,
+             "published_source": "Sønderby et al. 2016", "active_units": [64, 32, 16, 6, 1]}))
+        assert phases in ladder and "(+0.16 nats)" in ladder
+    assert burda.fine_tuning_text(finetune) == (
+        " (400 epochs on the IWAE bound with 10 importance samples, from 1e-3 times 0.75 every "
+        "200 epochs)")
 
 
 def test_serving_prints_one_line_whose_ratios_are_of_its_percentiles():
