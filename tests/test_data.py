@@ -228,6 +228,14 @@ def test_mnist_from_shared_tfds():
     # whole train split keeps this quick; test_mnist_is_decoded_once counts the test split.
     assert int(data.load("mnist", "train[:1%]", batch_size=None, data_dir=TFDS_DIR,
                          shuffle=False).cardinality()) == 600
+    # A slice of the training split shuffles by default, as "train" does; the test split not.
+    first = lambda ds: np.asarray(next(iter(ds)))  # noqa: E731
+    sliced = data.load("mnist", "train[:1%]", batch_size=64, data_dir=TFDS_DIR, seed=2)
+    assert not np.array_equal(first(sliced), first(sliced))   # a fresh order every pass
+    assert [data.is_training_split(s) for s in ("train", "train[:90%]", " train[10%:] ",
+                                                "train[:5%]+train[50%:]", "test", "test[:1%]",
+                                                "train+test", "validation")] == [
+        True, True, True, True, False, False, False, False]
 
 
 @needs_mnist

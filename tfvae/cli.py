@@ -181,7 +181,8 @@ def _load_data(args, split, batch_size, shuffle=None, binarize="flag"):
                   "subset": "training" if split in ("train", "training") else "validation"}
     return data.from_directory(args.data_dir, args.image_size, args.color_mode,
                                batch_size=batch_size, binarize=binarize, seed=args.seed,
-                               shuffle=split == "train" if shuffle is None else shuffle, **subset)
+                               shuffle=split in ("train", "training") if shuffle is None else shuffle,
+                               **subset)
 
 
 def _portable_command(argv):

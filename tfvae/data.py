@@ -86,7 +86,8 @@ def load(name="digits", split="train", batch_size=128, binarize=None, *, shuffle
         batch_size: examples per batch, or None for unbatched examples.
         binarize: None, "dynamic" (fresh Bernoulli(x) bits on every pass over the
             data) or "static" (Bernoulli(x) drawn once, fixed by ``seed``).
-        shuffle: defaults to True for split "train", else False.
+        shuffle: defaults to True for the training split ("train", a slice of it such as
+            "train[:90%]", or slices of it joined with "+"), else False.
         seed: seeds the shuffle and the binarization.
         data_dir: TFDS data folder (default: ``$TFDS_DATA_DIR`` or
             ~/tensorflow_datasets); for binarized_mnist also a folder holding
@@ -120,9 +121,16 @@ def load(name="digits", split="train", batch_size=128, binarize=None, *, shuffle
     if take is not None:
         images, labels = images[:take], labels[:take]
     if shuffle is None:
-        shuffle = split == "train"
+        shuffle = is_training_split(split)
     return _pipeline(images, labels if with_labels else None, scale=scale,
                      batch_size=batch_size, binarize=binarize, shuffle=shuffle, seed=seed)
+
+
+def is_training_split(split):
+    """Whether ``split`` reads only training examples: "train", or TFDS slices of it such as
+    "train[:90%]" and "train[:10%]+train[50%:]" (a held-out part of the training set is
+    still training data, read in a fresh order every epoch unless told otherwise)."""
+    return all(part.strip().split("[")[0].strip() == "train" for part in split.split("+"))
 
 
 def from_arrays(x, batch_size=128, binarize=None, *, shuffle=True, seed=0, labels=None):
