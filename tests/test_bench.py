@@ -141,6 +141,26 @@ def test_throughput_prints_one_line_with_every_arm_and_ratio():
     assert max(losses) - min(losses) < 5
 
 
+def test_epoch_boundary_prints_one_line_with_both_arms(shared_data):
+    """bench/epoch_boundary.py, one short run an arm (500 MNIST images, 2 timed epochs): the
+    seconds per epoch and between epochs of the shipped pipeline and of the autotuned one, and
+    their ratios. Without autotuning, releasing an iterator takes no waiting."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "epoch_boundary.py"), "--runs", "1", "--epochs",
+         "2", "--take", "500"], capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1
+    run = json.loads(lines[0])
+    assert run["train_images"] == 500 and run["timed_epochs"] == 2
+    for arm in ("fixed", "autotune"):
+        assert run[arm]["boundaries"] == 1   # between the two timed epochs
+        assert 0 < run[arm]["inside_seconds"] <= run[arm]["epoch_seconds"] * 2
+    assert run["fixed"]["boundary_max_seconds"] < 1.0
+    assert run["epoch_seconds_ratio"] == pytest.approx(
+        run["autotune"]["epoch_seconds"] / run["fixed"]["epoch_seconds"], abs=0.01)
+
+
 def test_bernoulli_prints_one_line_whose_draws_match_the_grey_level():
     """bench/bernoulli.py on digits (seconds): the pipeline's byte draw and the float32-uniform
     reference, on 8-bit and float images, each timed and each unbiased."""

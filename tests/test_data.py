@@ -70,6 +70,19 @@ def test_shuffle_default_and_seed():
     np.testing.assert_array_equal(a, first(data.load("digits", batch_size=8, seed=1)))
 
 
+def test_pipelines_run_with_fixed_sizes_and_no_autotuning():
+    """Releasing an autotuned iterator waits for tf.data's tuning thread, for up to seconds,
+    and model.fit releases one every epoch (bench/epoch_boundary.py): every pipeline runs with
+    autotuning off, and still yields every example once a pass."""
+    x = np.random.default_rng(0).random((50, 4, 4, 1)).astype(np.float32)
+    for ds in (data.load("digits", batch_size=32, binarize="dynamic"),
+               data.load("digits", "test", batch_size=None),
+               data.from_arrays(x, batch_size=8, binarize="static", shuffle=False)):
+        assert ds.options().autotune.enabled is False
+    seen = as_array(data.from_arrays(x, batch_size=8, seed=4))
+    assert sorted(map(bytes, seen)) == sorted(map(bytes, x))
+
+
 # --- binarization -------------------------------------------------------------
 
 def test_dynamic_binarization_is_fresh_each_iteration():

@@ -38,6 +38,10 @@ _NPZ_SPLITS = {"train": "train", "validation": "valid", "valid": "valid", "test"
 SHUFFLE_BUFFER = 10_000
 _READ_BATCH = 4096  # examples per step when reading a TFDS split or a folder into memory
 _CHUNK_BYTES = 1 << 25  # float32 bytes of the batches the pipeline makes with one gather
+#: tf.data's autotuning in the pipeline (bench/epoch_boundary.py measures it with and without):
+#: releasing an autotuned iterator waits for autotuning's background thread, for up to seconds,
+#: and model.fit releases one every epoch. Off, the pipeline's fixed sizes below serve.
+_AUTOTUNE = False
 #: the files from_directory reads
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 _COLOR_MODES = {"grayscale": 1, "rgb": 3}
@@ -292,7 +296,11 @@ def _pipeline(images, labels, *, scale, batch_size, binarize, shuffle, seed):
         def fetch(index):
             x = to_unit(index)
             return x if labels is None else (x, tf.gather(labels, index))
-    ds = ds.map(fetch, num_parallel_calls=tf.data.AUTOTUNE)
+    # One chunk in the making while the batches of the one before are sliced: one thread keeps
+    # ahead of training: an MNIST chunk, 10,600 images, binarizes in about 35 ms
+    # (bench/bernoulli.py), and training on them takes about 0.23 s even for the IWAE paper's
+    # small VAE (bench/throughput.py, 45,561 images/s).
+    ds = ds.map(fetch, num_parallel_calls=tf.data.AUTOTUNE if _AUTOTUNE else 1)
     if batch_size is None:
         ds = ds.unbatch()
     else:
@@ -307,7 +315,11 @@ def _pipeline(images, labels, *, scale, batch_size, binarize, shuffle, seed):
     # flat_map forgets how many elements there are; fit() and the progress bars need it.
     length = count if batch_size is None else -(-count // batch_size)
     ds = ds.apply(tf.data.experimental.assert_cardinality(length))
-    return ds.prefetch(tf.data.AUTOTUNE)
+    if _AUTOTUNE:
+        return ds.prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.prefetch(2).with_options(options)
 
 
 def examples_per_chunk(batch_size, example_shape):
